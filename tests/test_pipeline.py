@@ -1,0 +1,160 @@
+"""The splits, vocabularies and batches the model trains on."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from ncf_tfrs import features
+from ncf_tfrs import pipeline
+
+
+def _ratings(num_users=50, num_movies=40, seed=0) -> pipeline.Ratings:
+  """Small ratings grouped by user and sorted by time, as `pipeline.load` gives."""
+  rng = np.random.default_rng(seed)
+  users, movies, times = [], [], []
+  for u in range(num_users):
+    n = rng.integers(3, 20)
+    users += [u] * n
+    movies += list(rng.choice(num_movies, n, replace=False))
+    times += list(np.sort(rng.integers(0, 10**6, n)))
+  n = len(users)
+  return pipeline.Ratings(
+      user_ids=np.array([f"u{i}".encode() for i in range(num_users)], object),
+      movie_ids=np.array([f"m{i}".encode() for i in range(num_movies)], object),
+      user=np.array(users, np.int32),
+      movie=np.array(movies, np.int32),
+      rating=rng.choice(np.arange(1, 11) / 2, n).astype(np.float32),
+      timestamp=np.array(times, np.int64))
+
+
+def _pairs(r: pipeline.Ratings) -> set[tuple[bytes, bytes]]:
+  return set(zip(r.user_ids[r.user], r.movie_ids[r.movie]))
+
+
+def test_random_split_is_the_notebook_split_size_and_deterministic():
+  r = _ratings()
+  train, test = pipeline.split(r, "random", 0.2, seed=42)
+  assert len(test) == int(np.ceil(0.2 * len(r)))
+  assert len(train) + len(test) == len(r)
+  assert _pairs(train) | _pairs(test) == _pairs(r)
+  assert not _pairs(train) & _pairs(test)
+  again = pipeline.split(r, "random", 0.2, seed=42)[1]
+  assert _pairs(again) == _pairs(test)
+  other = pipeline.split(r, "random", 0.2, seed=7)[1]
+  assert _pairs(other) != _pairs(test)
+
+
+def test_random_split_does_not_depend_on_row_order():
+  r = _ratings()
+  shuffled = r.take(np.random.default_rng(1).permutation(len(r)))
+  assert (_pairs(pipeline.split(shuffled, "random")[1]) ==
+          _pairs(pipeline.split(r, "random")[1]))
+
+
+@pytest.mark.parametrize("shuffle_rows", [False, True])
+def test_temporal_split_holds_out_each_users_latest(shuffle_rows):
+  r = _ratings()
+  if shuffle_rows:
+    r = r.take(np.random.default_rng(2).permutation(len(r)))
+  train, test = pipeline.split(r, "temporal", 0.25)
+  for u in range(len(r.user_ids)):
+    train_times = train.timestamp[train.user == u]
+    test_times = test.timestamp[test.user == u]
+    assert len(train_times) >= 1 and len(test_times) >= 1
+    assert test_times.min() >= train_times.max()
+    total = len(train_times) + len(test_times)
+    assert len(test_times) == np.clip(round(0.25 * total), 1, total - 1)
+
+
+def test_split_rejects_bad_arguments():
+  r = _ratings()
+  with pytest.raises(ValueError, match="test_fraction"):
+    pipeline.split(r, "random", 1.5)
+  with pytest.raises(ValueError, match="split method"):
+    pipeline.split(r, "by_moon_phase")
+
+
+def test_vocabulary_comes_from_train_most_frequent_first(tmp_path):
+  r = _ratings()
+  train, _ = pipeline.split(r, "random", 0.5, seed=3)
+  vocab = pipeline.Vocabulary.from_ratings(train)
+  counts = collections.Counter(train.movie_ids[train.movie])
+  assert set(vocab.movie_ids) == set(counts)
+  assert list(vocab.movie_counts) == [counts[m] for m in vocab.movie_ids]
+  assert all(np.diff(vocab.movie_counts) <= 0)
+  assert set(vocab.user_ids) == set(train.user_ids[train.user])
+  vocab.save(str(tmp_path))
+  loaded = pipeline.Vocabulary.load(str(tmp_path))
+  np.testing.assert_array_equal(loaded.movie_ids, vocab.movie_ids)
+  np.testing.assert_array_equal(loaded.user_ids, vocab.user_ids)
+  np.testing.assert_array_equal(loaded.movie_counts, vocab.movie_counts)
+
+
+def _one_pass(ds):
+  rows = []
+  for b in ds.as_numpy_iterator():
+    rows += list(zip(b[features.USER_ID], b[features.MOVIE_ID],
+                     b[features.RATING], b[features.LIKED]))
+  return rows
+
+
+def test_dataset_pass_yields_every_rating_once_with_labels():
+  r = _ratings()
+  ds = pipeline.make_dataset(r, batch_size=64, shuffle=True, seed=5)
+  rows = _one_pass(ds)
+  expected = list(zip(r.user_ids[r.user], r.movie_ids[r.movie], r.rating))
+  assert sorted(row[:3] for row in rows) == sorted(expected)
+  for _, _, rating, liked in rows:
+    assert liked == float(rating > 3.0)
+  assert ds.cardinality().numpy() == -(-len(r) // 64)
+
+
+def test_dataset_reshuffles_each_pass_deterministically():
+  r = _ratings()
+  ds = pipeline.make_dataset(r, batch_size=64, shuffle=True, seed=5)
+  first, second = _one_pass(ds), _one_pass(ds)
+  assert first != second
+  same_seed = pipeline.make_dataset(r, batch_size=64, shuffle=True, seed=5)
+  assert _one_pass(same_seed) == first
+  in_order = _one_pass(pipeline.make_dataset(r, batch_size=64, shuffle=False))
+  assert [row[:2] for row in in_order] == list(
+      zip(r.user_ids[r.user], r.movie_ids[r.movie]))
+
+
+def test_dataset_gives_movie_sampling_probability():
+  r = _ratings()
+  batch = next(pipeline.make_dataset(r, batch_size=len(r), shuffle=False)
+               .as_numpy_iterator())
+  counts = collections.Counter(r.movie_ids[r.movie])
+  for movie, prob in zip(batch[features.MOVIE_ID],
+                         batch["movie_sampling_prob"]):
+    assert prob == pytest.approx(counts[movie] / len(r))
+
+
+def test_load_reads_back_exactly_what_was_generated(data_dir):
+  from ncf_tfrs.datasets.movielens_users import synthetic  # pylint: disable=g-import-not-at-top
+  data = synthetic.generate(synthetic.SPECS["synthetic-small"])
+  ratings = pipeline.load("synthetic-small", data_dir)
+  assert len(ratings) == data.num_ratings
+  got = sorted(zip(ratings.user_ids[ratings.user].astype(str),
+                   ratings.movie_ids[ratings.movie].astype(str),
+                   ratings.rating, ratings.timestamp, ratings.oracle))
+  users = np.repeat(data.user_ids, np.diff(data.row_splits))
+  want = sorted(zip(users, data.movie_ids[data.movie_index], data.rating,
+                    data.timestamp, data.oracle_liked_prob))
+  assert got == want
+  # Grouped by user in numeric id order, each user's ratings in time order.
+  assert list(ratings.user_ids[:3].astype(str)) == ["1", "2", "3"]
+  assert (np.diff(ratings.user) >= 0).all()
+  same_user = np.diff(ratings.user) == 0
+  assert (np.diff(ratings.timestamp)[same_user] >= 0).all()
+
+
+def test_load_movies_has_titles_and_genres(data_dir):
+  movies = pipeline.load_movies("synthetic-small", data_dir)
+  assert len(movies.movie_ids) == 1682
+  assert [int(m) for m in movies.movie_ids] == sorted(
+      int(m) for m in movies.movie_ids)
+  assert all(isinstance(t, str) and t for t in movies.titles)
+  assert all(movies.genres)
