@@ -1,0 +1,319 @@
+"""The trained model: two-tower retrieval and NCF ranking in one TFRS model.
+
+`RecommenderModel` holds the user (query) and movie (candidate) towers, trained
+with an in-batch softmax retrieval task, and the NCF scorer, trained with a
+binary "liked" ranking task, as in the TFRS multitask tutorial. The two tasks
+share no variables; one input pipeline feeds both, and each task can be
+switched off by giving it weight 0. `make_optimizer` builds the optimizer that
+updates embedding tables sparsely.
+"""
+
+import dataclasses
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from ncf_tfrs import features
+from ncf_tfrs import ncf
+from ncf_tfrs import towers
+
+# Batch column: the movie's share of training ratings, for logQ correction.
+MOVIE_SAMPLING_PROB = "movie_sampling_prob"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Architecture and loss of `RecommenderModel`.
+
+  Both losses are sums over the examples of a batch (the TFRS retrieval
+  convention), so a row's gradient does not shrink with the batch size and
+  the two weights compare per-example cross-entropies.
+
+  Attributes:
+    retrieval_embedding_dim: Width of the query and candidate embeddings.
+    ncf_embedding_dim: Width of each NCF embedding (GMF and MLP).
+    ncf_mlp_layers: Widths of the ReLU layers of the NCF MLP branch.
+    retrieval_weight: Weight of the retrieval loss; 0 skips the task.
+    ranking_weight: Weight of the ranking loss; 0 skips the task.
+    retrieval_batch_size: The in-batch softmax runs over chunks of this many
+      examples of each batch (its cost grows with the square of the chunk);
+      None uses the whole batch as one chunk.
+    sampling_bias_correction: Subtract log(movie sampling probability) from
+      the retrieval logits; batches must then have `movie_sampling_prob`.
+    remove_accidental_hits: Do not use a movie as a negative for an example
+      whose positive is the same movie.
+    temperature: Optional softmax temperature of the retrieval task.
+    num_hard_negatives: Optional: keep only the hardest in-chunk negatives.
+    retrieval_l2: L2 penalty on looked-up retrieval embedding rows.
+    ncf_l2: L2 penalty on looked-up NCF embedding rows and Dense kernels.
+  """
+  retrieval_embedding_dim: int = 32
+  ncf_embedding_dim: int = 16
+  ncf_mlp_layers: Tuple[int, ...] = (64, 32, 16)
+  retrieval_weight: float = 1.0
+  ranking_weight: float = 1.0
+  retrieval_batch_size: Optional[int] = 1024
+  sampling_bias_correction: bool = True
+  remove_accidental_hits: bool = True
+  temperature: Optional[float] = None
+  num_hard_negatives: Optional[int] = None
+  retrieval_l2: float = 0.0
+  ncf_l2: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """Learning rates of `make_optimizer`.
+
+  Attributes:
+    embedding_learning_rate: Adagrad learning rate of the embedding tables.
+    adagrad_initial_accumulator: Adagrad's initial accumulator value.
+    dense_learning_rate: Adam learning rate of all other variables.
+  """
+  embedding_learning_rate: float = 0.1
+  adagrad_initial_accumulator: float = 0.1
+  dense_learning_rate: float = 1e-3
+
+
+class _OnProbabilities:
+  """Mixin: feeds sigmoid(logits) to a metric defined on probabilities."""
+
+  def update_state(self, y_true, y_pred, sample_weight=None):
+    return super().update_state(y_true, tf.sigmoid(y_pred), sample_weight)
+
+
+class _ProbabilityMeanSquaredError(
+    _OnProbabilities, tf.keras.metrics.MeanSquaredError):
+  pass
+
+
+class _ProbabilityMeanAbsoluteError(
+    _OnProbabilities, tf.keras.metrics.MeanAbsoluteError):
+  pass
+
+
+def _ranking_metrics() -> List[tf.keras.metrics.Metric]:
+  """Metrics of the "liked" prediction; all receive logits."""
+  return [
+      tf.keras.metrics.BinaryAccuracy(threshold=0.0, name="ranking_accuracy"),
+      _ProbabilityMeanSquaredError(name="ranking_mse"),
+      _ProbabilityMeanAbsoluteError(name="ranking_mae"),
+      tf.keras.metrics.BinaryCrossentropy(
+          from_logits=True, name="ranking_log_loss"),
+      tf.keras.metrics.AUC(from_logits=True, name="ranking_auc"),
+  ]
+
+
+class RecommenderModel(tfrs.Model):
+  """Retrieval towers and NCF ranker, trained jointly on rating batches.
+
+  Batches are dicts with string `user_id` and `movie_id` [B], float32 `liked`
+  [B] and, with sampling-bias correction, float32 `movie_sampling_prob` [B].
+  The retrieval task treats each rating as a (user, movie) positive against
+  the other movies of its chunk; the ranking task predicts `liked`.
+
+  A task with weight 0 is skipped and its layers are frozen, so its variables
+  stay untouched. Training reports `retrieval_loss` (per example) and the
+  `ranking_*` metrics next to the weighted batch-sum `loss`.
+  """
+
+  def __init__(self,
+               user_vocabulary: towers.Vocabulary,
+               movie_vocabulary: towers.Vocabulary,
+               config: ModelConfig = ModelConfig()) -> None:
+    """Initializes the model.
+
+    Args:
+      user_vocabulary: Known user ids, most frequent first.
+      movie_vocabulary: Known movie ids, most frequent first.
+      config: Architecture and loss settings.
+    """
+    super().__init__()
+    if config.retrieval_weight < 0 or config.ranking_weight < 0:
+      raise ValueError(f"Task weights must be >= 0: {config}")
+    if not config.retrieval_weight and not config.ranking_weight:
+      raise ValueError("At least one task weight must be positive.")
+    if config.retrieval_batch_size is not None and (
+        config.retrieval_batch_size < 1):
+      raise ValueError(f"retrieval_batch_size must be positive: {config}")
+    self._config = config
+
+    self.query_tower = towers.IdEmbedding(
+        user_vocabulary, config.retrieval_embedding_dim,
+        l2=config.retrieval_l2, name="query_tower")
+    self.candidate_tower = towers.IdEmbedding(
+        movie_vocabulary, config.retrieval_embedding_dim,
+        l2=config.retrieval_l2, name="candidate_tower")
+    self.ncf = ncf.NcfScorer(
+        user_vocabulary, movie_vocabulary,
+        embedding_dim=config.ncf_embedding_dim,
+        mlp_layers=config.ncf_mlp_layers,
+        l2=config.ncf_l2 if config.ranking_weight else 0.0,
+        name="ncf")
+
+    self.retrieval_task = tfrs.tasks.Retrieval(
+        temperature=config.temperature,
+        num_hard_negatives=config.num_hard_negatives,
+        remove_accidental_hits=config.remove_accidental_hits,
+        name="retrieval")
+    self.ranking_task = tfrs.tasks.Ranking(
+        loss=tf.keras.losses.BinaryCrossentropy(
+            from_logits=True, reduction=tf.keras.losses.Reduction.SUM),
+        metrics=_ranking_metrics() if config.ranking_weight else None,
+        name="ranking")
+    if config.retrieval_weight:
+      self.retrieval_loss_tracker = tf.keras.metrics.Mean(
+          name="retrieval_loss")
+    else:
+      self.query_tower.trainable = False
+      self.candidate_tower.trainable = False
+    if not config.ranking_weight:
+      self.ncf.trainable = False
+
+  @property
+  def config(self) -> ModelConfig:
+    return self._config
+
+  def call(self,
+           inputs: Mapping[str, tf.Tensor],
+           training: bool = False) -> Mapping[str, tf.Tensor]:
+    """Runs all towers: embeddings of both ids and the NCF logit, each [B,...]."""
+    return {
+        "query_embedding": self.query_tower(
+            inputs[features.USER_ID], training=training),
+        "candidate_embedding": self.candidate_tower(
+            inputs[features.MOVIE_ID], training=training),
+        "liked_logit": self.ncf(inputs, training=training),
+    }
+
+  def query_embeddings(self, user_ids: tf.Tensor) -> tf.Tensor:
+    """Retrieval embeddings [B, D] of string user ids [B]."""
+    return self.query_tower(user_ids)
+
+  def candidate_embeddings(self, movie_ids: tf.Tensor) -> tf.Tensor:
+    """Retrieval embeddings [N, D] of string movie ids [N]."""
+    return self.candidate_tower(movie_ids)
+
+  def rerank_logits(self, user_ids: tf.Tensor,
+                    movie_ids: tf.Tensor) -> tf.Tensor:
+    """NCF logits [B, C] of users [B] against their candidates [B, C]."""
+    return self.ncf.score(user_ids, movie_ids)
+
+  def compute_loss(self,
+                   inputs: Mapping[str, tf.Tensor],
+                   training: bool = False) -> tf.Tensor:
+    loss = tf.constant(0.0)
+    if self._config.retrieval_weight:
+      retrieval_loss = self.retrieval_loss(inputs, training=training)
+      num_examples = tf.cast(tf.shape(inputs[features.USER_ID])[0], tf.float32)
+      self.retrieval_loss_tracker.update_state(retrieval_loss / num_examples)
+      loss += self._config.retrieval_weight * retrieval_loss
+    if self._config.ranking_weight:
+      logits = self.ncf(inputs, training=training)
+      ranking_loss = self.ranking_task(
+          labels=tf.expand_dims(inputs[features.LIKED], -1),
+          predictions=tf.expand_dims(logits, -1),
+          training=training)
+      loss += self._config.ranking_weight * ranking_loss
+    return loss
+
+  def retrieval_loss(self,
+                     inputs: Mapping[str, tf.Tensor],
+                     training: bool = False) -> tf.Tensor:
+    """Summed in-batch softmax loss, the softmax running within each chunk.
+
+    Chunks are consecutive `retrieval_batch_size` examples (the last one may
+    be smaller); with one chunk this is exactly `tfrs.tasks.Retrieval` over
+    the batch.
+
+    Args:
+      inputs: A batch of features.
+      training: Whether this is a training step.
+
+    Returns:
+      Scalar: the loss summed over the examples of the batch.
+    """
+    user_ids = inputs[features.USER_ID]
+    movie_ids = inputs[features.MOVIE_ID]
+    queries = self.query_tower(user_ids, training=training)
+    candidates = self.candidate_tower(movie_ids, training=training)
+    columns = {"query_embeddings": queries, "candidate_embeddings": candidates}
+    if self._config.sampling_bias_correction:
+      if MOVIE_SAMPLING_PROB not in inputs:
+        raise KeyError(
+            f"Sampling-bias correction needs a '{MOVIE_SAMPLING_PROB}' column.")
+      columns["candidate_sampling_probability"] = inputs[MOVIE_SAMPLING_PROB]
+    if self._config.remove_accidental_hits:
+      # Integer ids compare faster than strings in the [chunk, chunk] mask.
+      columns["candidate_ids"] = self.candidate_tower.lookup(movie_ids)
+
+    def chunk_loss(chunk: Mapping[str, tf.Tensor]) -> tf.Tensor:
+      return self.retrieval_task(
+          **chunk, compute_metrics=False, compute_batch_metrics=False)
+
+    chunk_size = self._config.retrieval_batch_size
+    if chunk_size is None:
+      return chunk_loss(columns)
+    static_batch_size = queries.shape[0]
+    if static_batch_size is not None:
+      # Splitting a static batch backpropagates with one concat; slicing in a
+      # loop writes a dense batch-sized gradient per chunk.
+      sizes = [chunk_size] * (static_batch_size // chunk_size)
+      if static_batch_size % chunk_size:
+        sizes.append(static_batch_size % chunk_size)
+      split = {name: tf.split(column, sizes) for name, column in columns.items()}
+      return tf.add_n([
+          chunk_loss({name: parts[i] for name, parts in split.items()})
+          for i in range(len(sizes))])
+    batch_size = tf.shape(queries)[0]
+    num_chunks = (batch_size + chunk_size - 1) // chunk_size
+
+    def body(i, total):
+      start = i * chunk_size
+      end = tf.minimum(start + chunk_size, batch_size)
+      chunk = {name: column[start:end] for name, column in columns.items()}
+      return i + 1, total + chunk_loss(chunk)
+
+    _, total = tf.while_loop(
+        lambda i, _: i < num_chunks, body, (tf.constant(0), tf.constant(0.0)))
+    return total
+
+
+def _embedding_variables(model: tf.keras.Model) -> List[tf.Variable]:
+  return [v for layer in model.submodules
+          if isinstance(layer, tf.keras.layers.Embedding)
+          for v in layer.trainable_weights]
+
+
+def _dense_variables(model: tf.keras.Model) -> List[tf.Variable]:
+  embeddings = {v.ref() for v in _embedding_variables(model)}
+  return [v for v in model.trainable_variables if v.ref() not in embeddings]
+
+
+def make_optimizer(
+    model: tf.keras.Model,
+    config: OptimizerConfig = OptimizerConfig()
+) -> tfrs.experimental.optimizers.CompositeOptimizer:
+  """Adagrad for embedding tables, Adam for everything else.
+
+  Adagrad updates only the rows a batch touches; Adam (tf-keras, legacy or
+  not) decays its moments over the whole table every step.
+
+  Args:
+    model: The model whose trainable variables the optimizer will update.
+    config: Learning rates.
+
+  Returns:
+    An optimizer for `model.compile`.
+  """
+  groups: Sequence[Tuple[tf.keras.optimizers.legacy.Optimizer,
+                         Callable[[], List[tf.Variable]]]] = [
+      (tf.keras.optimizers.legacy.Adagrad(
+          config.embedding_learning_rate,
+          initial_accumulator_value=config.adagrad_initial_accumulator),
+       lambda: _embedding_variables(model)),
+      (tf.keras.optimizers.legacy.Adam(config.dense_learning_rate),
+       lambda: _dense_variables(model)),
+  ]
+  return tfrs.experimental.optimizers.CompositeOptimizer(groups)

@@ -1,0 +1,92 @@
+"""Neural collaborative filtering (NeuMF) scorer: the ranking model.
+
+The scorer turns a (user, movie) pair into one logit of "the user likes the
+movie". It is trained by the ranking task of `ncf_tfrs.model` and, at serving
+time, reranks the candidates that retrieval returns for a user.
+"""
+
+from typing import Mapping, Optional, Sequence
+
+import tensorflow as tf
+
+from ncf_tfrs import features
+from ncf_tfrs import towers
+
+
+class NcfScorer(tf.keras.layers.Layer):
+  """NeuMF: GMF and MLP branches joined by one Dense(1) into a logit.
+
+  GMF multiplies a user and a movie embedding elementwise; the MLP runs over
+  the concatenation of a second, separate pair of embeddings. Both embeddings
+  of an id are the two halves of one table row, so each id costs one lookup.
+  """
+
+  def __init__(self,
+               user_vocabulary: towers.Vocabulary,
+               movie_vocabulary: towers.Vocabulary,
+               embedding_dim: int = 16,
+               mlp_layers: Sequence[int] = (64, 32, 16),
+               l2: float = 0.0,
+               name: Optional[str] = "ncf",
+               **kwargs) -> None:
+    """Initializes the scorer.
+
+    Args:
+      user_vocabulary: Known user ids, most frequent first.
+      movie_vocabulary: Known movie ids, most frequent first.
+      embedding_dim: Width of the GMF embeddings and of the MLP embeddings.
+      mlp_layers: Widths of the ReLU layers of the MLP branch.
+      l2: L2 penalty on the looked-up embedding rows (per occurrence, see
+        `towers.IdEmbedding`) and on the Dense kernels.
+      name: Layer name.
+      **kwargs: Passed to `tf.keras.layers.Layer`.
+    """
+    super().__init__(name=name, **kwargs)
+    self._embedding_dim = embedding_dim
+    regularizer = tf.keras.regularizers.L2(l2) if l2 else None
+    self.user_embedding = towers.IdEmbedding(
+        user_vocabulary, 2 * embedding_dim, l2=l2, name="user_embedding")
+    self.movie_embedding = towers.IdEmbedding(
+        movie_vocabulary, 2 * embedding_dim, l2=l2, name="movie_embedding")
+    self.mlp = tf.keras.Sequential(
+        [tf.keras.layers.Dense(units, activation="relu",
+                               kernel_regularizer=regularizer)
+         for units in mlp_layers],
+        name="mlp")
+    self.output_layer = tf.keras.layers.Dense(
+        1, kernel_regularizer=regularizer, name="logit")
+
+  def call(self,
+           inputs: Mapping[str, tf.Tensor],
+           training: bool = False) -> tf.Tensor:
+    """Scores pairs: `user_id` [B] and `movie_id` [B] strings -> logits [B]."""
+    return self.score(
+        inputs[features.USER_ID], inputs[features.MOVIE_ID], training=training)
+
+  def score(self,
+            user_ids: tf.Tensor,
+            movie_ids: tf.Tensor,
+            training: bool = False) -> tf.Tensor:
+    """Scores each user against one or many movies.
+
+    Args:
+      user_ids: [B] string user ids.
+      movie_ids: [B] string movie ids (pairs), or [B, C]: C candidates per
+        user, for reranking.
+      training: Whether this is a training step (adds the L2 penalty).
+
+    Returns:
+      Logits shaped like `movie_ids`.
+    """
+    user = self.user_embedding(user_ids, training=training)
+    movie = self.movie_embedding(movie_ids, training=training)
+    if movie.shape.rank > user.shape.rank:
+      # The user is looked up once and broadcast over its candidates.
+      user = tf.expand_dims(user, axis=1)
+      user = tf.broadcast_to(user, tf.shape(movie))
+    user_gmf, user_mlp = tf.split(user, 2, axis=-1)
+    movie_gmf, movie_mlp = tf.split(movie, 2, axis=-1)
+    gmf = user_gmf * movie_gmf
+    mlp = self.mlp(tf.concat([user_mlp, movie_mlp], axis=-1))
+    logits = self.output_layer(tf.concat([gmf, mlp], axis=-1))
+    return tf.squeeze(logits, axis=-1)

@@ -1,0 +1,215 @@
+"""Behaviour of the retrieval + NCF model on tiny in-memory data."""
+
+import dataclasses
+
+import ncf_tfrs  # noqa: F401  (must precede TensorFlow: selects tf-keras)
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from ncf_tfrs import features
+from ncf_tfrs import model as model_lib
+
+NUM_USERS = 40
+NUM_MOVIES = 30
+USERS = [f"u{i}" for i in range(NUM_USERS)]
+MOVIES = [f"m{i}" for i in range(NUM_MOVIES)]
+SMALL = model_lib.ModelConfig(
+    retrieval_embedding_dim=8, ncf_embedding_dim=4, ncf_mlp_layers=(8, 4),
+    retrieval_batch_size=16)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+  tf.keras.utils.set_random_seed(0)
+
+
+def _ratings(num, seed=0, planted=False):
+  """Random (user, movie, liked) rows; planted: liked iff same id parity."""
+  rng = np.random.default_rng(seed)
+  users = rng.integers(0, NUM_USERS, num)
+  movies = rng.integers(0, NUM_MOVIES, num)
+  if planted:
+    liked = (users % 2 == movies % 2).astype(np.float32)
+  else:
+    liked = rng.integers(0, 2, num).astype(np.float32)
+  return {
+      features.USER_ID: np.array(USERS)[users],
+      features.MOVIE_ID: np.array(MOVIES)[movies],
+      features.LIKED: liked,
+      features.RATING: np.where(liked > 0, 5.0, 1.0).astype(np.float32),
+      model_lib.MOVIE_SAMPLING_PROB: np.full(num, 1 / NUM_MOVIES, np.float32),
+  }
+
+
+def _tensors(rows):
+  return {name: tf.constant(column) for name, column in rows.items()}
+
+
+def _dataset(rows, batch_size):
+  return tf.data.Dataset.from_tensor_slices(rows).batch(batch_size)
+
+
+def _compiled(config=SMALL):
+  model = model_lib.RecommenderModel(USERS, MOVIES, config)
+  model.compile(optimizer=model_lib.make_optimizer(model))
+  return model
+
+
+def test_loss_goes_down():
+  rows = _ratings(256)
+  model = _compiled()
+  whole = _dataset(rows, 256)
+  before = model.evaluate(whole, return_dict=True, verbose=0)["loss"]
+  model.fit(_dataset(rows, 64), epochs=5, verbose=0)
+  after = model.evaluate(whole, return_dict=True, verbose=0)["loss"]
+  assert after < 0.95 * before
+
+
+def test_unknown_ids_use_the_oov_row():
+  model = _compiled()
+  outputs = model({features.USER_ID: tf.constant(["nobody", "ghost", "u1"]),
+                   features.MOVIE_ID: tf.constant(["none", "void", "m1"])})
+  np.testing.assert_array_equal(
+      model.query_tower.lookup(tf.constant(["nobody", "u0", "u1"])), [0, 1, 2])
+  for name in ("query_embedding", "candidate_embedding", "liked_logit"):
+    output = outputs[name].numpy()
+    np.testing.assert_array_equal(output[0], output[1])
+    assert not np.array_equal(output[0], output[2])
+  assert outputs["liked_logit"].shape == [3]
+
+
+def _weights_changed(config):
+  """Trains one epoch; says which parts' weights moved."""
+  model = _compiled(config)
+  rows = _ratings(128)
+  model(_tensors(rows))
+  parts = {
+      "retrieval": model.query_tower.weights + model.candidate_tower.weights,
+      "ncf": model.ncf.weights,
+  }
+  before = {part: [w.numpy() for w in ws] for part, ws in parts.items()}
+  model.fit(_dataset(rows, 64), epochs=1, verbose=0)
+  return {
+      part: any(not np.array_equal(old, new.numpy())
+                for old, new in zip(before[part], parts[part]))
+      for part in parts
+  }
+
+
+def test_zero_ranking_weight_trains_only_retrieval():
+  config = dataclasses.replace(SMALL, ranking_weight=0.0)
+  assert _weights_changed(config) == {"retrieval": True, "ncf": False}
+
+
+def test_zero_retrieval_weight_trains_only_ncf():
+  config = dataclasses.replace(SMALL, retrieval_weight=0.0)
+  assert _weights_changed(config) == {"retrieval": False, "ncf": True}
+
+
+def test_rerank_path_matches_pair_scores():
+  model = _compiled()
+  rng = np.random.default_rng(1)
+  users = np.array(USERS)[rng.integers(0, NUM_USERS, 5)]
+  candidates = np.array(MOVIES)[rng.integers(0, NUM_MOVIES, (5, 7))]
+  grid = model.rerank_logits(tf.constant(users), tf.constant(candidates))
+  assert grid.shape == [5, 7]
+  pairs = model.ncf({features.USER_ID: tf.constant(np.repeat(users, 7)),
+                     features.MOVIE_ID: tf.constant(candidates.reshape(-1))})
+  np.testing.assert_allclose(
+      grid.numpy().reshape(-1), pairs.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [48, None])
+def test_one_chunk_loss_equals_retrieval_task(chunk):
+  rows = _tensors(_ratings(48))
+  model = model_lib.RecommenderModel(
+      USERS, MOVIES, dataclasses.replace(SMALL, retrieval_batch_size=chunk))
+  expected = tfrs.tasks.Retrieval(remove_accidental_hits=True)(
+      model.query_embeddings(rows[features.USER_ID]),
+      model.candidate_embeddings(rows[features.MOVIE_ID]),
+      candidate_sampling_probability=rows[model_lib.MOVIE_SAMPLING_PROB],
+      candidate_ids=rows[features.MOVIE_ID])
+  np.testing.assert_allclose(model.retrieval_loss(rows), expected, rtol=1e-6)
+
+
+def test_chunk_losses_add_up_for_static_and_dynamic_batches():
+  rows = _tensors(_ratings(40))
+  model = model_lib.RecommenderModel(USERS, MOVIES, SMALL)  # Chunks of 16.
+  expected = sum(
+      model.retrieval_loss({k: v[start:start + 16] for k, v in rows.items()})
+      for start in (0, 16, 32))
+  dynamic = tf.function(model.retrieval_loss, input_signature=[{
+      k: tf.TensorSpec([None], v.dtype) for k, v in rows.items()}])
+  np.testing.assert_allclose(model.retrieval_loss(rows), expected, rtol=1e-6)
+  np.testing.assert_allclose(dynamic(rows), expected, rtol=1e-6)
+
+
+def test_fit_and_evaluate_report_named_metrics():
+  model = _compiled()
+  rows = _ratings(128)
+  history = model.fit(_dataset(rows, 64), epochs=1, verbose=0).history
+  results = model.evaluate(_dataset(rows, 64), return_dict=True, verbose=0)
+  for name in ("ranking_auc", "ranking_accuracy", "ranking_mse", "ranking_mae",
+               "ranking_log_loss", "retrieval_loss", "loss",
+               "regularization_loss", "total_loss"):
+    assert name in history
+    assert name in results
+  # Metrics that need probabilities get sigmoid(logit).
+  probs = tf.sigmoid(model.ncf(_tensors(rows))).numpy()
+  liked = rows[features.LIKED]
+  np.testing.assert_allclose(
+      [results["ranking_mse"], results["ranking_mae"],
+       results["ranking_accuracy"], results["ranking_log_loss"]],
+      [np.mean((probs - liked)**2), np.mean(np.abs(probs - liked)),
+       np.mean((probs > 0.5) == liked),
+       -np.mean(liked * np.log(probs) + (1 - liked) * np.log(1 - probs))],
+      rtol=1e-4)
+
+
+def test_l2_penalties_enter_the_training_loss():
+  rows = _ratings(64)
+  for config, penalized in (
+      (SMALL, False),
+      (dataclasses.replace(SMALL, retrieval_l2=0.01), True),
+      (dataclasses.replace(SMALL, ncf_l2=0.01), True),
+      (dataclasses.replace(SMALL, ncf_l2=0.01, ranking_weight=0.0), False)):
+    logs = _compiled(config).train_step(_tensors(rows))
+    assert (logs["regularization_loss"] > 0) == penalized, config
+
+
+def test_learns_planted_groups():
+  model = _compiled()
+  model.fit(_dataset(_ratings(2000, planted=True), 100), epochs=4, verbose=0)
+  held_out = _dataset(_ratings(500, seed=1, planted=True), 500)
+  results = model.evaluate(held_out, return_dict=True, verbose=0)
+  assert results["ranking_auc"] > 0.8
+
+
+def test_optimizer_updates_embedding_tables_with_adagrad():
+  model = _compiled()
+  model.fit(_dataset(_ratings(64), 64), epochs=1, verbose=0)
+  adagrad, adam = model.optimizer.optimizers
+
+  def has_slots(optimizer, variable):
+    try:
+      optimizer.get_slot(variable, optimizer.get_slot_names()[0])
+      return True
+    except KeyError:
+      return False
+
+  tables = {tower.embedding.embeddings.ref() for tower in (
+      model.query_tower, model.candidate_tower, model.ncf.user_embedding,
+      model.ncf.movie_embedding)}
+  for variable in model.trainable_variables:
+    is_table = variable.ref() in tables
+    assert has_slots(adagrad, variable) == is_table, variable.name
+    assert has_slots(adam, variable) != is_table, variable.name
+
+
+def test_needs_a_positive_task_weight():
+  with pytest.raises(ValueError):
+    model_lib.RecommenderModel(USERS, MOVIES, model_lib.ModelConfig(
+        retrieval_weight=0.0, ranking_weight=0.0))
