@@ -31,6 +31,9 @@ from ncf_tfrs.datasets import movielens_users  # Also registers the builder.
 SplitMethod = Literal["random", "temporal"]
 SPLIT_METHODS = ("random", "temporal")
 DATASET_NAME = "movielens_users"
+# The ratings configs ('32m', 'synthetic-small', ...); each has a -movies twin.
+DATASET_CONFIGS = tuple(c.name for c in movielens_users.Builder.BUILDER_CONFIGS
+                        if c.table == "ratings")
 
 
 class DatasetNotFoundError(FileNotFoundError):

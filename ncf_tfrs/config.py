@@ -1,0 +1,69 @@
+"""Typed configuration of a training run.
+
+`train.py` turns its absl flags into an `ExperimentConfig`; everything below
+the entry point takes these frozen dataclasses, never flags, so the library
+can be driven from Python (tests, benchmarks, notebooks) as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from ncf_tfrs import evaluate
+from ncf_tfrs import model as model_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Which ratings, and how they are split.
+
+  Attributes:
+    dataset: a `movielens_users` config: '32m', '1m', 'synthetic-small'...
+    data_dir: TFDS data directory; None for TFDS's default.
+    manual_dir: folder with the official MovieLens archive (.zip or the
+      extracted folder) for machines without internet.
+    download: whether a missing real release may be downloaded.
+    split: 'random' (the notebook's 80/20 over ratings) or 'temporal'.
+    test_fraction: share of ratings held out.
+    seed: seed of the split (and of shuffling).
+  """
+  dataset: str = "synthetic-small"
+  data_dir: str | None = None
+  manual_dir: str | None = None
+  download: bool = True
+  split: str = "random"
+  test_fraction: float = 0.2
+  seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """The training loop.
+
+  Attributes:
+    model_dir: where checkpoints, logs, vocabularies and metrics.json go.
+    epochs: passes over the training split.
+    batch_size: ratings per step (the ranking task's batch; retrieval runs
+      over chunks of `ModelConfig.retrieval_batch_size`).
+    eval_batch_size: ratings per step when evaluating.
+    checkpoint_every_steps: steps between the backups a killed run resumes
+      from (also written at each epoch end).
+  """
+  model_dir: str = "runs/demo"
+  epochs: int = 3
+  batch_size: int = 16384
+  eval_batch_size: int = 65536
+  checkpoint_every_steps: int = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  data: DataConfig = DataConfig()
+  model: model_lib.ModelConfig = model_lib.ModelConfig()
+  optimizer: model_lib.OptimizerConfig = model_lib.OptimizerConfig()
+  train: TrainConfig = TrainConfig()
+  eval: evaluate.ListEvalConfig = evaluate.ListEvalConfig()
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -1,0 +1,176 @@
+"""Offline evaluation of what the product serves: top-k lists per user.
+
+Ranking metrics (accuracy, AUC, log loss ...) come from Keras's evaluate on
+the held-out ratings. This module adds the list metrics, computed per user
+(not per held-out rating: at ml-32m that would be 6.4M queries) over the whole
+movie catalog, never recommending a movie the user rated in training:
+
+- retrieval recall@K: the share of a user's held-out movies in the top K of
+  the two-tower model;
+- end to end, on the held-out movies the user liked (rating > 3): recall@10
+  and NDCG@10 of the top C retrieval candidates reranked by the NCF scorer
+  (`rerank_liked_*`), against retrieval alone (`retrieval_liked_*`) and the
+  most popular unseen movies (`popularity_liked_*`).
+
+Recall is hits / relevant movies, averaged over users.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from ncf_tfrs import pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class ListEvalConfig:
+  """What `evaluate_lists` measures.
+
+  Attributes:
+    recall_ks: cutoffs of retrieval recall.
+    list_size: length of the served list for the end-to-end metrics.
+    num_candidates: retrieval candidates the NCF scorer reranks (C).
+    max_users: users evaluated: a seeded sample of those with held-out
+      ratings; None evaluates all of them.
+    seed: seed of the user sample.
+    batch_size: users scored against the catalog at once.
+  """
+  recall_ks: tuple[int, ...] = (10, 50, 100)
+  list_size: int = 10
+  num_candidates: int = 200
+  max_users: int | None = 10_000
+  seed: int = 42
+  batch_size: int = 512
+
+
+class _UserItems:
+  """Per-user movie lists in catalog positions, as CSR arrays."""
+
+  def __init__(self, ratings: pipeline.Ratings, catalog_position: np.ndarray,
+               num_users: int):
+    movie = catalog_position[ratings.movie]
+    keep = movie >= 0
+    user, movie = ratings.user[keep], movie[keep]
+    order = np.argsort(user, kind="stable")
+    self.movies = movie[order]
+    self.splits = np.concatenate(
+        [[0], np.cumsum(np.bincount(user, minlength=num_users))])
+
+  def rows(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row in `users`, movie position) pairs for the given users."""
+    lengths = self.splits[users + 1] - self.splits[users]
+    rows = np.repeat(np.arange(len(users)), lengths)
+    starts = np.repeat(self.splits[users] - (np.cumsum(lengths) - lengths),
+                       lengths)
+    return rows, self.movies[starts + np.arange(lengths.sum())]
+
+
+def _dense(rows: np.ndarray, cols: np.ndarray, shape) -> np.ndarray:
+  mask = np.zeros(shape, dtype=bool)
+  mask[rows, cols] = True
+  return mask
+
+
+def _recall_and_ndcg(top: np.ndarray, relevant: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+  """Per-user recall and NDCG of the ranked lists `top` [U, k]."""
+  hits = np.take_along_axis(relevant, top, axis=1)
+  num_relevant = relevant.sum(axis=1)
+  k = top.shape[1]
+  discounts = 1.0 / np.log2(np.arange(2, k + 2))
+  dcg = (hits * discounts).sum(axis=1)
+  ideal = np.cumsum(discounts)[np.minimum(num_relevant, k) - 1]
+  return hits.sum(axis=1) / num_relevant, dcg / ideal
+
+
+def evaluate_lists(model,
+                   vocabulary: pipeline.Vocabulary,
+                   train: pipeline.Ratings,
+                   test: pipeline.Ratings,
+                   config: ListEvalConfig = ListEvalConfig()
+                   ) -> dict[str, float]:
+  """Top-k list metrics of `model` on the held-out ratings `test`.
+
+  Args:
+    model: a trained `ncf_tfrs.model.RecommenderModel`.
+    vocabulary: the model's vocabularies; the catalog is its movies.
+    train: the training split (its movies are never recommended again).
+    test: the held-out split, same id tables as `train`.
+    config: cutoffs, candidates and user sample.
+
+  Returns:
+    Metric name -> mean over evaluated users, with `eval_users` and, for the
+    end-to-end metrics, `liked_eval_users` (users with a liked held-out movie).
+  """
+  catalog = vocabulary.movie_ids
+  if max(config.recall_ks + (config.list_size,)) > len(catalog):
+    raise ValueError(f"cutoffs {config.recall_ks}/{config.list_size} exceed "
+                     f"the catalog of {len(catalog)} movies.")
+  position = {m: i for i, m in enumerate(catalog)}
+  catalog_position = np.array(
+      [position.get(m, -1) for m in train.movie_ids.astype(bytes)], np.int64)
+  num_users = len(train.user_ids)
+  seen = _UserItems(train, catalog_position, num_users)
+  held_out = _UserItems(test, catalog_position, num_users)
+  liked = _UserItems(test.take(test.rating > 3.0), catalog_position, num_users)
+
+  users = np.flatnonzero(np.diff(held_out.splits) > 0)
+  if config.max_users is not None and len(users) > config.max_users:
+    rng = np.random.default_rng(config.seed)
+    users = np.sort(rng.choice(users, config.max_users, replace=False))
+  if not len(users):
+    raise ValueError("No user has held-out ratings of catalog movies.")
+
+  candidates = model.candidate_embeddings(tf.constant(catalog)).numpy()
+  popularity = np.argsort(-vocabulary.movie_counts, kind="stable")
+  max_k = max(config.recall_ks + (config.num_candidates,))
+  sums: dict[str, float] = {}
+  liked_users = 0
+
+  def add(name, values):
+    sums[name] = sums.get(name, 0.0) + float(values.sum())
+
+  for start in range(0, len(users), config.batch_size):
+    batch = users[start:start + config.batch_size]
+    shape = (len(batch), len(catalog))
+    user_ids = tf.constant(train.user_ids[batch].astype(bytes))
+    scores = model.query_embeddings(user_ids).numpy() @ candidates.T
+    scores[seen.rows(batch)] = -np.inf
+    top = tf.math.top_k(scores, k=min(max_k, len(catalog))).indices.numpy()
+
+    relevant = _dense(*held_out.rows(batch), shape)
+    for k in config.recall_ks:
+      add(f"retrieval_recall_at_{k}", _recall_and_ndcg(top[:, :k], relevant)[0])
+
+    liked_mask = _dense(*liked.rows(batch), shape)
+    has_liked = liked_mask.any(axis=1)
+    if not has_liked.any():
+      continue
+    liked_users += int(has_liked.sum())
+    liked_mask, top, scores = liked_mask[has_liked], top[has_liked], scores[
+        has_liked]
+    n = config.list_size
+    cands = top[:, :config.num_candidates]
+    logits = model.rerank_logits(
+        tf.gather(user_ids, np.flatnonzero(has_liked)),
+        tf.constant(catalog[cands])).numpy()
+    logits[~np.isfinite(np.take_along_axis(scores, cands, axis=1))] = -np.inf
+    reranked = np.take_along_axis(
+        cands, np.argsort(-logits, axis=1, kind="stable")[:, :n], axis=1)
+    unseen_popular = np.where(np.isfinite(scores[:, popularity]),
+                              popularity, -1)
+    popular = np.stack([row[row >= 0][:n] for row in unseen_popular])
+    for name, lists in (("rerank", reranked), ("retrieval", top[:, :n]),
+                        ("popularity", popular)):
+      recall, ndcg = _recall_and_ndcg(lists, liked_mask)
+      add(f"{name}_liked_recall_at_{n}", recall)
+      add(f"{name}_liked_ndcg_at_{n}", ndcg)
+
+  metrics = {name: total / (liked_users if "_liked_" in name else len(users))
+             for name, total in sums.items()}
+  metrics["eval_users"] = len(users)
+  metrics["liked_eval_users"] = liked_users
+  return metrics

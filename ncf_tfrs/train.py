@@ -1,0 +1,286 @@
+r"""Trains retrieval + NCF ranking on MovieLens, evaluates, writes metrics.
+
+  python -m ncf_tfrs.train --flagfile configs/ml32m.flags
+  python -m ncf_tfrs.train --flagfile configs/demo.flags --epochs 5
+
+Flags after the flagfile override it. The model directory receives the
+vocabularies, checkpoints, TensorBoard logs and metrics.json. A run that is
+killed resumes from its last backup when the same command is run again.
+
+This module is the only one that reads flags: it turns them into an
+`ExperimentConfig` and hands that to `run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
+from ncf_tfrs import config as config_lib
+from ncf_tfrs import evaluate
+from ncf_tfrs import model as model_lib
+from ncf_tfrs import pipeline
+
+import numpy as np  # pylint: disable=g-bad-import-order
+import tensorflow as tf  # pylint: disable=g-bad-import-order
+
+_D = config_lib.ExperimentConfig()
+
+# Data.
+_DATASET = flags.DEFINE_enum(
+    "dataset", _D.data.dataset, list(pipeline.DATASET_CONFIGS),
+    "MovieLens release (TFDS movielens_users config); synthetic-* are "
+    "generated locally.")
+_DATA_DIR = flags.DEFINE_string("data_dir", _D.data.data_dir,
+                                "TFDS data directory (TFDS default if unset).")
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir", _D.data.manual_dir,
+    "Folder holding the official MovieLens archive (ml-32m.zip or its "
+    "extracted ml-32m/ folder), for machines without internet.")
+_DOWNLOAD = flags.DEFINE_bool(
+    "download", _D.data.download,
+    "Download a real release from grouplens.org if it is not prepared.")
+_SPLIT = flags.DEFINE_enum(
+    "split", _D.data.split, list(pipeline.SPLIT_METHODS),
+    "random: the notebook's 80/20 over ratings (sklearn-compatible); "
+    "temporal: each user's latest ratings held out.")
+_TEST_FRACTION = flags.DEFINE_float("test_fraction", _D.data.test_fraction,
+                                    "Share of ratings held out.",
+                                    lower_bound=0.0, upper_bound=1.0)
+_SEED = flags.DEFINE_integer("seed", _D.data.seed,
+                             "Seed of the split and of shuffling.")
+
+# Model.
+_RETRIEVAL_DIM = flags.DEFINE_integer(
+    "retrieval_embedding_dim", _D.model.retrieval_embedding_dim,
+    "Width of the two-tower embeddings.", lower_bound=1)
+_NCF_DIM = flags.DEFINE_integer(
+    "ncf_embedding_dim", _D.model.ncf_embedding_dim,
+    "Width of each NCF embedding (GMF and MLP).", lower_bound=1)
+_NCF_MLP = flags.DEFINE_list(
+    "ncf_mlp_layers", [str(u) for u in _D.model.ncf_mlp_layers],
+    "Widths of the NCF MLP's ReLU layers, e.g. 64,32,16.")
+_RETRIEVAL_WEIGHT = flags.DEFINE_float(
+    "retrieval_weight", _D.model.retrieval_weight,
+    "Weight of the retrieval loss (0 skips the task).", lower_bound=0.0)
+_RANKING_WEIGHT = flags.DEFINE_float(
+    "ranking_weight", _D.model.ranking_weight,
+    "Weight of the ranking loss (0 skips the task).", lower_bound=0.0)
+_RETRIEVAL_BATCH = flags.DEFINE_integer(
+    "retrieval_batch_size", _D.model.retrieval_batch_size,
+    "The in-batch softmax runs over chunks of this many ratings of each "
+    "batch: its cost grows with the square of the chunk.", lower_bound=1)
+_BIAS_CORRECTION = flags.DEFINE_bool(
+    "sampling_bias_correction", _D.model.sampling_bias_correction,
+    "Correct retrieval logits by log(movie sampling probability).")
+_ACCIDENTAL_HITS = flags.DEFINE_bool(
+    "remove_accidental_hits", _D.model.remove_accidental_hits,
+    "Don't use a batch's positive movie as a negative of the same movie.")
+
+# Optimizer.
+_EMBEDDING_LR = flags.DEFINE_float(
+    "embedding_learning_rate", _D.optimizer.embedding_learning_rate,
+    "Adagrad learning rate of the embedding tables.", lower_bound=0.0)
+_DENSE_LR = flags.DEFINE_float(
+    "dense_learning_rate", _D.optimizer.dense_learning_rate,
+    "Adam learning rate of the dense layers.", lower_bound=0.0)
+
+# Training.
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", _D.train.model_dir,
+    "Where checkpoints, logs, vocabularies and metrics.json are written.")
+_EPOCHS = flags.DEFINE_integer("epochs", _D.train.epochs,
+                               "Passes over the training split.", lower_bound=1)
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", _D.train.batch_size,
+    "Ratings per training step (the ranking task's batch).", lower_bound=1)
+_CHECKPOINT_STEPS = flags.DEFINE_integer(
+    "checkpoint_every_steps", _D.train.checkpoint_every_steps,
+    "Steps between backups that a killed run resumes from.", lower_bound=1)
+
+# Evaluation.
+_EVAL_USERS = flags.DEFINE_integer(
+    "eval_users", _D.eval.max_users,
+    "Users in the top-k list evaluation (a seeded sample); 0 for all.",
+    lower_bound=0)
+_NUM_CANDIDATES = flags.DEFINE_integer(
+    "num_candidates", _D.eval.num_candidates,
+    "Retrieval candidates the NCF scorer reranks.", lower_bound=1)
+
+
+def config_from_flags() -> config_lib.ExperimentConfig:
+  """The typed config of this run; the only reader of FLAGS."""
+  try:
+    mlp_layers = tuple(int(u) for u in _NCF_MLP.value)
+  except ValueError as e:
+    raise app.UsageError(
+        f"--ncf_mlp_layers must be integers, got {_NCF_MLP.value}") from e
+  if not 0.0 < _TEST_FRACTION.value < 1.0:
+    raise app.UsageError("--test_fraction must be strictly between 0 and 1.")
+  return config_lib.ExperimentConfig(
+      data=config_lib.DataConfig(
+          dataset=_DATASET.value,
+          data_dir=_DATA_DIR.value,
+          manual_dir=_MANUAL_DIR.value,
+          download=_DOWNLOAD.value,
+          split=_SPLIT.value,
+          test_fraction=_TEST_FRACTION.value,
+          seed=_SEED.value),
+      model=model_lib.ModelConfig(
+          retrieval_embedding_dim=_RETRIEVAL_DIM.value,
+          ncf_embedding_dim=_NCF_DIM.value,
+          ncf_mlp_layers=mlp_layers,
+          retrieval_weight=_RETRIEVAL_WEIGHT.value,
+          ranking_weight=_RANKING_WEIGHT.value,
+          retrieval_batch_size=_RETRIEVAL_BATCH.value,
+          sampling_bias_correction=_BIAS_CORRECTION.value,
+          remove_accidental_hits=_ACCIDENTAL_HITS.value),
+      optimizer=model_lib.OptimizerConfig(
+          embedding_learning_rate=_EMBEDDING_LR.value,
+          dense_learning_rate=_DENSE_LR.value),
+      train=config_lib.TrainConfig(
+          model_dir=_MODEL_DIR.value,
+          epochs=_EPOCHS.value,
+          batch_size=_BATCH_SIZE.value,
+          checkpoint_every_steps=_CHECKPOINT_STEPS.value),
+      eval=evaluate.ListEvalConfig(
+          max_users=_EVAL_USERS.value or None,
+          num_candidates=_NUM_CANDIDATES.value,
+          seed=_SEED.value))
+
+
+class NaNLossError(RuntimeError):
+  """Training diverged."""
+
+
+class _StopOnNaN(tf.keras.callbacks.Callback):
+  """Stops training with a message that says what to change."""
+
+  def __init__(self, optimizer: model_lib.OptimizerConfig):
+    super().__init__()
+    self._optimizer = optimizer
+    self._epoch = 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not tf.math.is_finite(loss):
+      raise NaNLossError(
+          f"The training loss became {float(loss)} at epoch {self._epoch + 1}, "
+          f"step {batch + 1}. Lower the learning rates (now "
+          f"--embedding_learning_rate={self._optimizer.embedding_learning_rate}"
+          f", --dense_learning_rate={self._optimizer.dense_learning_rate}). "
+          "The last backup in the model directory is from before the "
+          "divergence.")
+
+
+class _CountSteps(tf.keras.callbacks.Callback):
+  """Counts the steps this process trained (fewer when it resumed)."""
+
+  def __init__(self):
+    super().__init__()
+    self.steps = 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.steps += 1
+
+
+def _vocabulary(model_dir: str, train: pipeline.Ratings) -> pipeline.Vocabulary:
+  """The run's vocabularies: built from train, or reloaded when resuming."""
+  directory = os.path.join(model_dir, "vocabulary")
+  built = pipeline.Vocabulary.from_ratings(train)
+  if tf.io.gfile.exists(os.path.join(directory, "movie_ids.txt")):
+    saved = pipeline.Vocabulary.load(directory)
+    if not (list(saved.movie_ids) == list(built.movie_ids) and
+            list(saved.user_ids) == list(built.user_ids)):
+      raise ValueError(
+          f"{model_dir} holds a run on other data (its vocabulary differs "
+          "from this split's). Use another --model_dir.")
+  else:
+    built.save(directory)
+  return built
+
+
+def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
+  """Trains, evaluates and writes metrics.json; returns the metrics."""
+  model_dir = cfg.train.model_dir
+  tf.io.gfile.makedirs(model_dir)
+  with tf.io.gfile.GFile(os.path.join(model_dir, "config.json"), "w") as f:
+    f.write(cfg.to_json())
+
+  data = cfg.data
+  pipeline.prepare(data.dataset, data.data_dir, data.manual_dir, data.download)
+  ratings = pipeline.load(data.dataset, data.data_dir)
+  train, test = pipeline.split(ratings, data.split, data.test_fraction,
+                               data.seed)
+  logging.info("%s: %d ratings, %d train / %d test (%s split)", data.dataset,
+               len(ratings), len(train), len(test), data.split)
+  vocabulary = _vocabulary(model_dir, train)
+
+  train_counts = np.bincount(
+      train.movie, minlength=len(train.movie_ids))
+  train_ds = pipeline.make_dataset(train, cfg.train.batch_size, shuffle=True,
+                                   seed=data.seed, movie_counts=train_counts)
+  test_ds = pipeline.make_dataset(test, cfg.train.eval_batch_size,
+                                  shuffle=False, movie_counts=train_counts)
+
+  model = model_lib.RecommenderModel(vocabulary.user_ids, vocabulary.movie_ids,
+                                     cfg.model)
+  model.compile(optimizer=model_lib.make_optimizer(model, cfg.optimizer))
+  model(next(iter(test_ds)))  # BackupAndRestore needs a built model.
+
+  steps_per_epoch = int(train_ds.cardinality())
+  counter = _CountSteps()
+  callbacks = [
+      counter,
+      tf.keras.callbacks.BackupAndRestore(
+          os.path.join(model_dir, "backup"),
+          save_freq=min(cfg.train.checkpoint_every_steps, steps_per_epoch)),
+      _StopOnNaN(cfg.optimizer),
+      tf.keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
+      tf.keras.callbacks.ModelCheckpoint(
+          os.path.join(model_dir, "checkpoints", "epoch-{epoch:03d}"),
+          save_weights_only=True),
+  ]
+  start = time.perf_counter()
+  model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks,
+            verbose=2 if os.environ.get("CI") else 1)
+  train_seconds = time.perf_counter() - start
+  epochs_run = counter.steps / steps_per_epoch
+
+  ranking = model.evaluate(test_ds, return_dict=True, verbose=0)
+  lists = evaluate.evaluate_lists(model, vocabulary, train, test, cfg.eval)
+  metrics = {
+      "dataset": data.dataset,
+      "split": data.split,
+      "train_ratings": len(train),
+      "test_ratings": len(test),
+      "steps_run": counter.steps,
+      "epochs_run": epochs_run,
+      "train_seconds": train_seconds,
+      "train_ratings_per_s": epochs_run * len(train) / train_seconds,
+      "test": {k: float(v) for k, v in ranking.items()},
+      "lists": lists,
+  }
+  with tf.io.gfile.GFile(os.path.join(model_dir, "metrics.json"), "w") as f:
+    json.dump(metrics, f, indent=2)
+  return metrics
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  metrics = run(config_from_flags())
+  print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,116 @@
+"""The training entry point: end to end, resume after a kill, and failures."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from absl import flags
+from absl.testing import flagsaver
+import pytest
+
+from ncf_tfrs import config as config_lib
+from ncf_tfrs import pipeline
+from ncf_tfrs import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _smoke_config(data_dir, model_dir, **train_overrides):
+  """The smoke flagfile's settings, parsed the way the command parses them."""
+  with flagsaver.flagsaver():
+    flags.FLAGS(["train", f"--flagfile={ROOT}/configs/smoke.flags",
+                 f"--data_dir={data_dir}", f"--model_dir={model_dir}"])
+    cfg = train.config_from_flags()
+  return dataclasses.replace(
+      cfg, train=dataclasses.replace(cfg.train, **train_overrides))
+
+
+def test_train_writes_model_dir_and_metrics(data_dir, tmp_path):
+  metrics = train.run(_smoke_config(data_dir, str(tmp_path)))
+  with open(tmp_path / "metrics.json") as f:
+    assert json.load(f) == json.loads(json.dumps(metrics))
+  assert metrics["train_ratings"] == 80_000 and metrics["test_ratings"] == 20_000
+  for name in ("ranking_auc", "ranking_accuracy", "ranking_log_loss",
+               "ranking_mse", "ranking_mae", "retrieval_loss"):
+    assert name in metrics["test"]
+  # Better than chance after one epoch on data with a planted signal.
+  assert metrics["test"]["ranking_auc"] > 0.6
+  for name in ("retrieval_recall_at_10", "retrieval_recall_at_100",
+               "rerank_liked_ndcg_at_10", "popularity_liked_recall_at_10"):
+    assert 0.0 <= metrics["lists"][name] <= 1.0
+  assert metrics["lists"]["retrieval_recall_at_100"] > (
+      metrics["lists"]["retrieval_recall_at_10"])
+  vocab = pipeline.Vocabulary.load(str(tmp_path / "vocabulary"))
+  assert len(vocab.movie_ids) > 1000
+  assert os.listdir(tmp_path / "checkpoints")
+  assert os.listdir(tmp_path / "logs")
+
+
+def test_killed_run_resumes_from_its_backup(data_dir, tmp_path):
+  command = [sys.executable, "-m", "ncf_tfrs.train",
+             f"--flagfile={ROOT}/configs/smoke.flags",
+             f"--data_dir={data_dir}", f"--model_dir={tmp_path}",
+             "--epochs=6", "--checkpoint_every_steps=5"]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  first = subprocess.Popen(command, cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  backup = tmp_path / "backup" / "chief" / "checkpoint"
+  deadline = time.monotonic() + 120
+  while not backup.exists():
+    assert first.poll() is None, first.stderr.read().decode()[-3000:]
+    assert time.monotonic() < deadline, "no backup written in 120 s"
+    time.sleep(0.2)
+  first.send_signal(signal.SIGKILL)
+  first.wait(timeout=30)
+  assert not (tmp_path / "metrics.json").exists()
+
+  second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True,
+                          timeout=300, check=False)
+  assert second.returncode == 0, second.stderr.decode()[-3000:]
+  with open(tmp_path / "metrics.json") as f:
+    metrics = json.load(f)
+  # The second run went on from the backup instead of starting over: it
+  # trained fewer than the 6 epochs x 10 steps, and at least the last epoch.
+  assert 10 <= metrics["steps_run"] < 60
+
+
+def test_nan_loss_stops_with_a_clear_message(data_dir, tmp_path):
+  cfg = _smoke_config(data_dir, str(tmp_path))
+  cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(
+      cfg.optimizer, embedding_learning_rate=1e38, dense_learning_rate=1e38))
+  with pytest.raises(train.NaNLossError, match="learning rate"):
+    train.run(cfg)
+
+
+def test_missing_dataset_says_how_to_get_it(tmp_path):
+  cfg = config_lib.ExperimentConfig(data=config_lib.DataConfig(
+      dataset="100k", data_dir=str(tmp_path), download=False))
+  with pytest.raises(pipeline.DatasetNotFoundError, match="manual_dir"):
+    train.run(dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, model_dir=str(tmp_path))))
+
+
+def test_bad_flags_are_rejected_with_the_flag_named():
+  with flagsaver.flagsaver():
+    flags.FLAGS(["train", "--ncf_mlp_layers=64,wide"])
+    with pytest.raises(Exception, match="ncf_mlp_layers"):
+      train.config_from_flags()
+  with flagsaver.flagsaver():
+    with pytest.raises(flags.IllegalFlagValueError, match="epochs"):
+      flags.FLAGS(["train", "--epochs=0"])
+
+
+@pytest.mark.parametrize(
+    "flagfile", sorted(f for f in os.listdir(f"{ROOT}/configs")
+                       if f.endswith(".flags")))
+def test_every_flagfile_parses_into_a_config(flagfile, monkeypatch):
+  monkeypatch.chdir(ROOT)  # Flagfiles may include others by relative path.
+  with flagsaver.flagsaver():
+    flags.FLAGS(["train", f"--flagfile=configs/{flagfile}"])
+    cfg = train.config_from_flags()
+  assert cfg.data.dataset in pipeline.DATASET_CONFIGS
+  assert cfg.train.model_dir.startswith("runs/")
