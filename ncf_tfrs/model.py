@@ -9,7 +9,7 @@ updates embedding tables sparsely.
 """
 
 import dataclasses
-from typing import Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -178,7 +178,7 @@ class RecommenderModel(tfrs.Model):
   def call(self,
            inputs: Mapping[str, tf.Tensor],
            training: bool = False) -> Mapping[str, tf.Tensor]:
-    """Runs all towers: embeddings of both ids and the NCF logit, each [B,...]."""
+    """Runs all towers: both ids' embeddings [B, D] and NCF logits [B]."""
     return {
         "query_embedding": self.query_tower(
             inputs[features.USER_ID], training=training),
@@ -203,6 +203,7 @@ class RecommenderModel(tfrs.Model):
   def compute_loss(self,
                    inputs: Mapping[str, tf.Tensor],
                    training: bool = False) -> tf.Tensor:
+    """Weighted sum of the enabled tasks' batch-summed losses."""
     loss = tf.constant(0.0)
     if self._config.retrieval_weight:
       retrieval_loss = self.retrieval_loss(inputs, training=training)
@@ -262,7 +263,7 @@ class RecommenderModel(tfrs.Model):
       sizes = [chunk_size] * (static_batch_size // chunk_size)
       if static_batch_size % chunk_size:
         sizes.append(static_batch_size % chunk_size)
-      split = {name: tf.split(column, sizes) for name, column in columns.items()}
+      split = {name: tf.split(x, sizes) for name, x in columns.items()}
       return tf.add_n([
           chunk_loss({name: parts[i] for name, parts in split.items()})
           for i in range(len(sizes))])
@@ -298,7 +299,8 @@ def make_optimizer(
   """Adagrad for embedding tables, Adam for everything else.
 
   Adagrad updates only the rows a batch touches; Adam (tf-keras, legacy or
-  not) decays its moments over the whole table every step.
+  not) decays its moments over the whole table every step. The optimizer
+  cannot be serialized (`model.save`); use checkpoints or `save_weights`.
 
   Args:
     model: The model whose trainable variables the optimizer will update.
@@ -307,13 +309,11 @@ def make_optimizer(
   Returns:
     An optimizer for `model.compile`.
   """
-  groups: Sequence[Tuple[tf.keras.optimizers.legacy.Optimizer,
-                         Callable[[], List[tf.Variable]]]] = [
-      (tf.keras.optimizers.legacy.Adagrad(
-          config.embedding_learning_rate,
-          initial_accumulator_value=config.adagrad_initial_accumulator),
-       lambda: _embedding_variables(model)),
-      (tf.keras.optimizers.legacy.Adam(config.dense_learning_rate),
-       lambda: _dense_variables(model)),
-  ]
-  return tfrs.experimental.optimizers.CompositeOptimizer(groups)
+  embedding_optimizer = tf.keras.optimizers.legacy.Adagrad(
+      config.embedding_learning_rate,
+      initial_accumulator_value=config.adagrad_initial_accumulator)
+  dense_optimizer = tf.keras.optimizers.legacy.Adam(config.dense_learning_rate)
+  return tfrs.experimental.optimizers.CompositeOptimizer([
+      (embedding_optimizer, lambda: _embedding_variables(model)),
+      (dense_optimizer, lambda: _dense_variables(model)),
+  ])
