@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 from absl import app
@@ -217,6 +218,7 @@ def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
     f.write(cfg.to_json())
 
   data = cfg.data
+  tf.keras.utils.set_random_seed(data.seed)  # Initial weights too.
   pipeline.prepare(data.dataset, data.data_dir, data.manual_dir, data.download)
   ratings = pipeline.load(data.dataset, data.data_dir)
   train, test = pipeline.split(ratings, data.split, data.test_fraction,
@@ -228,7 +230,8 @@ def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
   train_counts = np.bincount(
       train.movie, minlength=len(train.movie_ids))
   train_ds = pipeline.make_dataset(train, cfg.train.batch_size, shuffle=True,
-                                   seed=data.seed, movie_counts=train_counts)
+                                   seed=data.seed, movie_counts=train_counts,
+                                   drop_remainder=True)
   test_ds = pipeline.make_dataset(test, cfg.train.eval_batch_size,
                                   shuffle=False, movie_counts=train_counts)
 
@@ -252,7 +255,7 @@ def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
   ]
   start = time.perf_counter()
   model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks,
-            verbose=2 if os.environ.get("CI") else 1)
+            verbose=1 if sys.stdout.isatty() else 2)
   train_seconds = time.perf_counter() - start
   epochs_run = counter.steps / steps_per_epoch
 
