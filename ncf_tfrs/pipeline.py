@@ -333,7 +333,8 @@ def make_dataset(ratings: Ratings,
                  batch_size: int,
                  shuffle: bool = True,
                  seed: int = 42,
-                 movie_counts: np.ndarray | None = None) -> tf.data.Dataset:
+                 movie_counts: np.ndarray | None = None,
+                 drop_remainder: bool = False) -> tf.data.Dataset:
   """Batches `ratings` into the dicts the model trains on.
 
   Each batch is one gather from in-memory columns, so the pipeline costs
@@ -348,6 +349,9 @@ def make_dataset(ratings: Ratings,
     seed: seed of the permutations.
     movie_counts: training ratings per movie, indexed by `ratings.movie` codes
       (defaults to the counts in `ratings`); gives `movie_sampling_prob`.
+    drop_remainder: drop the last, smaller batch of each pass, so every batch
+      has a static size (the model then splits retrieval chunks statically).
+      With `shuffle`, each pass drops different ratings.
 
   Returns:
     A dataset of dicts: user_id and movie_id (tf.string), liked and
@@ -365,7 +369,9 @@ def make_dataset(ratings: Ratings,
   user = tf.constant(ratings.user)
   movie = tf.constant(ratings.movie)
   rating = tf.constant(ratings.rating)
-  num_batches = -(-n // batch_size)
+  num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
+  if not num_batches:
+    raise ValueError(f"{n} ratings make no batch of {batch_size}.")
 
   def batch(index):
     u = tf.gather(user, index)
@@ -380,8 +386,11 @@ def make_dataset(ratings: Ratings,
     }
 
   def batches_of(order):
-    return tf.data.Dataset.range(num_batches).map(
+    ds = tf.data.Dataset.range(num_batches).map(
         lambda i: order[i * batch_size:(i + 1) * batch_size])
+    if drop_remainder:
+      ds = ds.map(lambda index: tf.ensure_shape(index, [batch_size]))
+    return ds
 
   if shuffle:
     ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)

@@ -158,3 +158,14 @@ def test_load_movies_has_titles_and_genres(data_dir):
       int(m) for m in movies.movie_ids)
   assert all(isinstance(t, str) and t for t in movies.titles)
   assert all(movies.genres)
+
+
+def test_dataset_drop_remainder_gives_static_full_batches():
+  r = _ratings()
+  ds = pipeline.make_dataset(r, batch_size=64, drop_remainder=True)
+  assert ds.element_spec[features.USER_ID].shape.as_list() == [64]
+  rows = _one_pass(ds)
+  assert len(rows) == (len(r) // 64) * 64
+  assert len(set(rows)) == len(rows)
+  with pytest.raises(ValueError, match="no batch"):
+    pipeline.make_dataset(r, batch_size=len(r) + 1, drop_remainder=True)
