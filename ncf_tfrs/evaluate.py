@@ -8,9 +8,11 @@ movie catalog, never recommending a movie the user rated in training:
 - retrieval recall@K: the share of a user's held-out movies in the top K of
   the two-tower model;
 - end to end, on the held-out movies the user liked (rating > 3): recall@10
-  and NDCG@10 of the top C retrieval candidates reranked by the NCF scorer
-  (`rerank_liked_*`), against retrieval alone (`retrieval_liked_*`) and the
-  most popular unseen movies (`popularity_liked_*`).
+  and NDCG@10 of the top C retrieval candidates reranked as served
+  (`rerank_liked_*`: `RecommenderModel.rerank_scores`, retrieval logit plus
+  NCF log-probability), against the NCF score alone (`ncf_rerank_liked_*`),
+  retrieval alone (`retrieval_liked_*`) and the most popular unseen movies
+  (`popularity_liked_*`).
 
 Recall is hits / relevant movies, averaged over users.
 """
@@ -154,18 +156,22 @@ def evaluate_lists(model,
         has_liked]
     n = config.list_size
     cands = top[:, :config.num_candidates]
-    logits = model.rerank_logits(
-        tf.gather(user_ids, np.flatnonzero(has_liked)),
-        tf.constant(catalog[cands])).numpy()
-    logits[~np.isfinite(np.take_along_axis(scores, cands, axis=1))] = -np.inf
-    reranked = np.take_along_axis(
-        cands, np.argsort(-logits, axis=1, kind="stable")[:, :n], axis=1)
+    users_with_liked = tf.gather(user_ids, np.flatnonzero(has_liked))
+    cand_ids = tf.constant(catalog[cands])
+    unseen = np.isfinite(np.take_along_axis(scores, cands, axis=1))
+    lists = {"retrieval": top[:, :n]}
+    for name, rerank in (("rerank", model.rerank_scores),
+                         ("ncf_rerank", model.rerank_logits)):
+      order = np.where(unseen, rerank(users_with_liked, cand_ids).numpy(),
+                       -np.inf)
+      lists[name] = np.take_along_axis(
+          cands, np.argsort(-order, axis=1, kind="stable")[:, :n], axis=1)
     unseen_popular = np.where(np.isfinite(scores[:, popularity]),
                               popularity, -1)
-    popular = np.stack([row[row >= 0][:n] for row in unseen_popular])
-    for name, lists in (("rerank", reranked), ("retrieval", top[:, :n]),
-                        ("popularity", popular)):
-      recall, ndcg = _recall_and_ndcg(lists, liked_mask)
+    lists["popularity"] = np.stack(
+        [row[row >= 0][:n] for row in unseen_popular])
+    for name, ranked in lists.items():
+      recall, ndcg = _recall_and_ndcg(ranked, liked_mask)
       add(f"{name}_liked_recall_at_{n}", recall)
       add(f"{name}_liked_ndcg_at_{n}", ndcg)
 

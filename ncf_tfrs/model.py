@@ -200,6 +200,24 @@ class RecommenderModel(tfrs.Model):
     """NCF logits [B, C] of users [B] against their candidates [B, C]."""
     return self.ncf.score(user_ids, movie_ids)
 
+  def rerank_scores(self, user_ids: tf.Tensor,
+                    movie_ids: tf.Tensor) -> tf.Tensor:
+    """The served order of users [B]' candidates [B, C]: higher is better.
+
+    The NCF scorer predicts P(liked | rated), which says nothing about
+    whether the user would watch the movie at all; ranking candidates by it
+    alone pushes obscure, well-liked movies up. The retrieval logit, trained
+    with a (bias-corrected) softmax over movies, is log P(watch) up to a
+    per-user constant. Their sum, log P(watch) + log P(liked | watch), ranks
+    by the chance that the user watches the movie and likes it.
+    """
+    query = self.query_tower(user_ids)
+    candidates = self.candidate_tower(movie_ids)
+    retrieval = tf.einsum("bd,bcd->bc", query, candidates)
+    if self._config.temperature:
+      retrieval /= self._config.temperature
+    return retrieval + tf.math.log_sigmoid(self.ncf.score(user_ids, movie_ids))
+
   def compute_loss(self,
                    inputs: Mapping[str, tf.Tensor],
                    training: bool = False) -> tf.Tensor:

@@ -122,6 +122,22 @@ def test_rerank_path_matches_pair_scores():
       grid.numpy().reshape(-1), pairs.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_served_rerank_score_is_watch_plus_like_log_probability():
+  model = _compiled()
+  rng = np.random.default_rng(2)
+  users = np.array(USERS)[rng.integers(0, NUM_USERS, 4)]
+  candidates = np.array(MOVIES)[rng.integers(0, NUM_MOVIES, (4, 6))]
+  served = model.rerank_scores(tf.constant(users), tf.constant(candidates))
+  query = model.query_embeddings(tf.constant(users)).numpy()
+  for b in range(4):
+    movies = model.candidate_embeddings(tf.constant(candidates[b])).numpy()
+    liked = model.rerank_logits(tf.constant(users[b:b + 1]),
+                                tf.constant(candidates[b:b + 1])).numpy()[0]
+    np.testing.assert_allclose(
+        served.numpy()[b], movies @ query[b] - np.log1p(np.exp(-liked)),
+        rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("chunk", [48, None])
 def test_one_chunk_loss_equals_retrieval_task(chunk):
   rows = _tensors(_ratings(48))
