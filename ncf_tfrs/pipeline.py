@@ -124,9 +124,9 @@ def _records(builder: tfds.core.DatasetBuilder, decode) -> tf.data.Dataset:
   spec = {}
   for name, info in builder.info.features.get_serialized_info().items():
     if info.shape == ():
-      spec[name] = tf.io.FixedLenFeature([], info.dtype)
+      spec[name] = tf.io.FixedLenFeature([], info.tf_dtype)
     else:
-      spec[name] = tf.io.RaggedFeature(info.dtype)
+      spec[name] = tf.io.RaggedFeature(info.tf_dtype)
   files = [os.fspath(f) for f in builder.info.splits["train"].filepaths]
   ds = tf.data.TFRecordDataset(files, num_parallel_reads=len(files))
   ds = ds.batch(1024).map(lambda s: decode(tf.io.parse_example(s, spec)),

@@ -14,6 +14,7 @@ This module is the only one that reads flags: it turns them into an
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -173,7 +174,7 @@ class _StopOnNaN(tf.keras.callbacks.Callback):
 
   def on_train_batch_end(self, batch, logs=None):
     loss = (logs or {}).get("loss")
-    if loss is not None and not tf.math.is_finite(loss):
+    if loss is not None and not math.isfinite(float(loss)):
       raise NaNLossError(
           f"The training loss became {float(loss)} at epoch {self._epoch + 1}, "
           f"step {batch + 1}. Lower the learning rates (now "
