@@ -99,19 +99,40 @@ def prepare(config: str,
     manual_dir: a folder holding the official MovieLens archive (the .zip or
       its extracted folder), for machines without internet.
     download: whether a real release may be downloaded if not found locally.
+
+  Raises:
+    DatasetNotFoundError: the release is neither local nor downloadable.
+    MovieLensFormatError: the archive or its files are not what the config
+      expects (named, with the file and line).
   """
   for name in (config, f"{config}-movies"):
     builder = _builder(name, data_dir)
     if builder.is_prepared():
       continue
-    if not (download or manual_dir or config.startswith("synthetic")):
+    release = builder.builder_config
+    local = manual_dir and release.folder and any(
+        tf.io.gfile.exists(os.path.join(manual_dir, f))
+        for f in (release.folder, release.archive_name))
+    if not (download or local or release.is_synthetic):
       raise DatasetNotFoundError(
-          f"{DATASET_NAME}/{name} is not prepared in {builder.data_dir}. "
-          "Allow the download, or pass the official MovieLens archive "
-          f"(the .zip or its extracted folder) through manual_dir.\n"
-          f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+          f"{DATASET_NAME}/{name} is not prepared in {builder.data_dir}, and "
+          f"{manual_dir or 'no manual_dir'} holds no {release.archive_name} "
+          f"or {release.folder}/. Allow the download, or pass the official "
+          "MovieLens archive (the .zip or its extracted folder) through "
+          f"manual_dir.\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    try:
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    except movielens_users.MovieLensFormatError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      if local or release.is_synthetic:
+        raise
+      raise DatasetNotFoundError(
+          f"Could not download {release.url} for {DATASET_NAME}/{name}: {e}\n"
+          "Without internet, pass the official archive (the .zip or its "
+          f"extracted folder) through manual_dir.\n"
+          f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}") from e
 
 
 def _records(builder: tfds.core.DatasetBuilder, decode) -> tf.data.Dataset:

@@ -169,3 +169,24 @@ def test_dataset_drop_remainder_gives_static_full_batches():
   assert len(set(rows)) == len(rows)
   with pytest.raises(ValueError, match="no batch"):
     pipeline.make_dataset(r, batch_size=len(r) + 1, drop_remainder=True)
+
+
+def test_prepare_offline_without_the_archive_names_what_is_missing(tmp_path):
+  with pytest.raises(pipeline.DatasetNotFoundError,
+                     match=r"holds no ml-1m\.zip or ml-1m/"):
+    pipeline.prepare("1m", data_dir=str(tmp_path / "data"),
+                     manual_dir=str(tmp_path), download=False)
+
+
+def test_prepare_says_how_to_go_offline_when_the_download_fails(
+    tmp_path, monkeypatch):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  def no_network(self, *args, **kwargs):
+    raise ConnectionError("Name or service not known")
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                      no_network)
+  with pytest.raises(pipeline.DatasetNotFoundError,
+                     match="(?s)Could not download .*ml-100k.zip.*manual_dir"):
+    pipeline.prepare("100k", data_dir=str(tmp_path))
