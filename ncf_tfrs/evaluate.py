@@ -117,7 +117,7 @@ def evaluate_lists(model,
   num_users = len(train.user_ids)
   seen = _UserItems(train, catalog_position, num_users)
   held_out = _UserItems(test, catalog_position, num_users)
-  liked = _UserItems(test.take(test.rating > 3.0), catalog_position, num_users)
+  liked = _UserItems(test.take(test.liked > 0), catalog_position, num_users)
 
   users = np.flatnonzero(np.diff(held_out.splits) > 0)
   if config.max_users is not None and len(users) > config.max_users:
@@ -127,7 +127,7 @@ def evaluate_lists(model,
     raise ValueError("No user has held-out ratings of catalog movies.")
 
   candidates = model.candidate_embeddings(tf.constant(catalog)).numpy()
-  popularity = np.argsort(-vocabulary.movie_counts, kind="stable")
+  popularity = np.arange(len(catalog))  # The vocabulary is most frequent first.
   max_k = max(config.recall_ks + (config.num_candidates,))
   sums: dict[str, float] = {}
   liked_users = 0
