@@ -48,13 +48,21 @@ class TrainConfig:
       over chunks of `ModelConfig.retrieval_batch_size`).
     eval_batch_size: ratings per step when evaluating.
     checkpoint_every_steps: steps between the backups a killed run resumes
-      from (also written at each epoch end).
+      from (also written at each epoch end); rounded up to whole executions.
+    steps_per_execution: training steps run per call into the TensorFlow
+      graph; more saves per-step Python overhead, callbacks see fewer calls.
+    eval_every_steps: steps between held-out evaluations recorded as the
+      learning curve in metrics.json; 0 evaluates only after training.
+    curve_sample_ratings: held-out ratings each curve point evaluates.
   """
   model_dir: str = "runs/demo"
   epochs: int = 3
   batch_size: int = 16384
   eval_batch_size: int = 65536
   checkpoint_every_steps: int = 500
+  steps_per_execution: int = 10
+  eval_every_steps: int = 0
+  curve_sample_ratings: int = 200_000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ Recall is hits / relevant movies, averaged over users.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -180,3 +181,84 @@ def evaluate_lists(model,
   metrics["eval_users"] = len(users)
   metrics["liked_eval_users"] = liked_users
   return metrics
+
+
+def held_out_sample(num_ratings: int, size: int = 200_000,
+                    seed: int = 0) -> np.ndarray:
+  """Sorted rows of a fixed, seeded sample of `num_ratings` held-out ratings.
+
+  Learning curves evaluate this sample rather than the whole held-out split,
+  so that a point costs about a second at ml-32m; every recipe benchmarked on
+  the same split uses the same rows.
+  """
+  if num_ratings <= size:
+    return np.arange(num_ratings)
+  rng = np.random.default_rng(seed)
+  return np.sort(rng.choice(num_ratings, size, replace=False))
+
+
+class StepCounter(tf.keras.callbacks.Callback):
+  """Counts the training steps this process ran.
+
+  With `steps_per_execution`, Keras calls the batch hooks once per execution
+  with the first and last step index, so steps are counted from the indices
+  rather than from the calls. A resumed run counts only the steps it ran.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.steps = 0
+    self._first = 0
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self._first = int(batch)
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.steps += int(batch) - self._first + 1
+
+
+class HeldOutCurve(StepCounter):
+  """Evaluates held-out ratings during training: the learning curve.
+
+  Each time training passes a multiple of `every_steps` steps, and once more
+  when training ends, runs `model.evaluate` on `dataset` (a fixed held-out
+  sample, see `held_out_sample`) and records the metrics against the training
+  wall-clock seconds so far, which exclude the time spent evaluating.
+  Benchmarks plot these points to compare how fast recipes learn, not just
+  where they end.
+  """
+
+  def __init__(self, dataset: tf.data.Dataset, every_steps: int,
+               ratings_per_step: int):
+    super().__init__()
+    if every_steps <= 0:
+      raise ValueError(f"every_steps must be positive, got {every_steps}.")
+    self._dataset = dataset
+    self._every = every_steps
+    self._ratings_per_step = ratings_per_step
+    self.points: list[dict[str, float]] = []
+
+  def on_train_begin(self, logs=None):
+    self._seconds = 0.0
+    self._since = time.perf_counter()
+
+  def on_train_batch_end(self, batch, logs=None):
+    before = self.steps
+    super().on_train_batch_end(batch, logs)
+    if self.steps // self._every > before // self._every:
+      self._record()
+
+  def on_train_end(self, logs=None):
+    if not self.points or self.points[-1]["step"] != self.steps:
+      self._record()
+
+  def _record(self):
+    self._seconds += time.perf_counter() - self._since
+    metrics = self.model.evaluate(self._dataset, return_dict=True, verbose=0)
+    self.points.append({
+        "step": self.steps,
+        "ratings": self.steps * self._ratings_per_step,
+        "train_seconds": self._seconds,
+        **{k: float(v) for k, v in metrics.items()},
+    })
+    self._since = time.perf_counter()

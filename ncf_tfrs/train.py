@@ -105,6 +105,15 @@ _BATCH_SIZE = flags.DEFINE_integer(
 _CHECKPOINT_STEPS = flags.DEFINE_integer(
     "checkpoint_every_steps", _D.train.checkpoint_every_steps,
     "Steps between backups that a killed run resumes from.", lower_bound=1)
+_STEPS_PER_EXECUTION = flags.DEFINE_integer(
+    "steps_per_execution", _D.train.steps_per_execution,
+    "Training steps per call into the graph (less Python overhead per step).",
+    lower_bound=1)
+_EVAL_EVERY_STEPS = flags.DEFINE_integer(
+    "eval_every_steps", _D.train.eval_every_steps,
+    "Steps between held-out evaluations of a fixed sample of test ratings, "
+    "recorded as the learning curve in metrics.json (0: none).",
+    lower_bound=0)
 
 # Evaluation.
 _EVAL_USERS = flags.DEFINE_integer(
@@ -150,7 +159,9 @@ def config_from_flags() -> config_lib.ExperimentConfig:
           model_dir=_MODEL_DIR.value,
           epochs=_EPOCHS.value,
           batch_size=_BATCH_SIZE.value,
-          checkpoint_every_steps=_CHECKPOINT_STEPS.value),
+          checkpoint_every_steps=_CHECKPOINT_STEPS.value,
+          steps_per_execution=_STEPS_PER_EXECUTION.value,
+          eval_every_steps=_EVAL_EVERY_STEPS.value),
       eval=evaluate.ListEvalConfig(
           max_users=_EVAL_USERS.value or None,
           num_candidates=_NUM_CANDIDATES.value,
@@ -177,22 +188,11 @@ class _StopOnNaN(tf.keras.callbacks.Callback):
     if loss is not None and not math.isfinite(float(loss)):
       raise NaNLossError(
           f"The training loss became {float(loss)} at epoch {self._epoch + 1}, "
-          f"step {batch + 1}. Lower the learning rates (now "
+          f"by step {batch + 1}. Lower the learning rates (now "
           f"--embedding_learning_rate={self._optimizer.embedding_learning_rate}"
           f", --dense_learning_rate={self._optimizer.dense_learning_rate}). "
           "The last backup in the model directory is from before the "
           "divergence.")
-
-
-class _CountSteps(tf.keras.callbacks.Callback):
-  """Counts the steps this process trained (fewer when it resumed)."""
-
-  def __init__(self):
-    super().__init__()
-    self.steps = 0
-
-  def on_train_batch_end(self, batch, logs=None):
-    self.steps += 1
 
 
 def _vocabulary(model_dir: str, train: pipeline.Ratings) -> pipeline.Vocabulary:
@@ -238,16 +238,26 @@ def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
 
   model = model_lib.RecommenderModel(vocabulary.user_ids, vocabulary.movie_ids,
                                      cfg.model)
-  model.compile(optimizer=model_lib.make_optimizer(model, cfg.optimizer))
+  model.compile(optimizer=model_lib.make_optimizer(model, cfg.optimizer),
+                steps_per_execution=cfg.train.steps_per_execution)
   model(next(iter(test_ds)))  # BackupAndRestore needs a built model.
 
   steps_per_epoch = int(train_ds.cardinality())
-  counter = _CountSteps()
+  if cfg.train.eval_every_steps:
+    sample = evaluate.held_out_sample(len(test), cfg.train.curve_sample_ratings)
+    counter = evaluate.HeldOutCurve(
+        pipeline.make_dataset(test.take(sample), cfg.train.eval_batch_size,
+                              shuffle=False, movie_counts=train_counts),
+        cfg.train.eval_every_steps, cfg.train.batch_size)
+  else:
+    counter = evaluate.StepCounter()
+  # BackupAndRestore counts calls of its batch hook, one per execution.
+  backup_every = -(-min(cfg.train.checkpoint_every_steps, steps_per_epoch) //
+                   cfg.train.steps_per_execution)
   callbacks = [
       counter,
       tf.keras.callbacks.BackupAndRestore(
-          os.path.join(model_dir, "backup"),
-          save_freq=min(cfg.train.checkpoint_every_steps, steps_per_epoch)),
+          os.path.join(model_dir, "backup"), save_freq=backup_every),
       _StopOnNaN(cfg.optimizer),
       tf.keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
       tf.keras.callbacks.ModelCheckpoint(
@@ -274,6 +284,8 @@ def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
       "test": {k: float(v) for k, v in ranking.items()},
       "lists": lists,
   }
+  if cfg.train.eval_every_steps:
+    metrics["curve"] = counter.points
   with tf.io.gfile.GFile(os.path.join(model_dir, "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=2)
   return metrics
