@@ -62,21 +62,15 @@ from absl import logging
 import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 from ncf_tfrs import config as config_lib
 from ncf_tfrs import features
+from ncf_tfrs import layout
 from ncf_tfrs import model as model_lib
 from ncf_tfrs import pipeline
 
 import numpy as np  # pylint: disable=g-bad-import-order
 import tensorflow as tf  # pylint: disable=g-bad-import-order
 
-# Score of padding ("") and unknown movies in `rerank`: finite, so JSON
-# clients read it, and below any real score.
-MASKED_SCORE = float(np.finfo(np.float32).min)
-PADDING_ID = ""
-INDEX_SUFFIX = "_index"
-SCANN_MODEL_SUFFIX = "_scann"
-MOVIES_FILE = "movies.tsv"
-MANIFEST_FILE = "manifest.json"
-SCANN_DIR = "scann"
+MASKED_SCORE = layout.MASKED_SCORE
+PADDING_ID = layout.PADDING_ID
 
 
 class NonStockOpError(ValueError):
@@ -373,20 +367,12 @@ def check_stock_ops(path: str,
         "(Op type not registered).")
 
 
-def versions(model_root: str) -> list[int]:
-  """Published versions under a model folder (integer-named folders)."""
-  if not tf.io.gfile.isdir(model_root):
-    return []
-  return sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(model_root)
-                if name.rstrip("/").isdigit())
-
-
 def next_version(export_dir: str, model_name: str) -> int:
   """One above every version of the model's folders, so versions only grow."""
   folders = [model_name + suffix
-             for suffix in ("", INDEX_SUFFIX, SCANN_MODEL_SUFFIX)]
+             for suffix in ("", layout.INDEX_SUFFIX, layout.SCANN_MODEL_SUFFIX)]
   published = [v for folder in folders
-               for v in versions(os.path.join(export_dir, folder))]
+               for v in layout.versions(os.path.join(export_dir, folder))]
   return max(published, default=0) + 1
 
 
@@ -531,14 +517,14 @@ def export_model(model: model_lib.RecommenderModel,
   settings = scann_config.resolve(len(embeddings))
 
   def write_index(path):
-    os.makedirs(os.path.join(path, SCANN_DIR))
+    os.makedirs(os.path.join(path, layout.SCANN_DIR))
     build_scann_searcher(embeddings, scann_config).serialize(
-        os.path.join(path, SCANN_DIR), relative_path=True)
-    _write_movies(os.path.join(path, MOVIES_FILE), vocabulary, movies)
+        os.path.join(path, layout.SCANN_DIR), relative_path=True)
+    _write_movies(os.path.join(path, layout.MOVIES_FILE), vocabulary, movies)
     manifest = {"version": version, "model_name": model_name,
                 "embedding_dim": int(embeddings.shape[1]),
                 "distance": "dot_product", "scann": settings}
-    with open(os.path.join(path, MANIFEST_FILE), "w") as f:
+    with open(os.path.join(path, layout.MANIFEST_FILE), "w") as f:
       json.dump(manifest, f, indent=2)
 
   def write_scann_model(path):
@@ -551,17 +537,17 @@ def export_model(model: model_lib.RecommenderModel,
     tf.saved_model.save(module, path, signatures=module.signatures())
     check_stock_ops(path)
 
-  publish(os.path.join(export_dir, model_name + INDEX_SUFFIX), version,
+  publish(os.path.join(export_dir, model_name + layout.INDEX_SUFFIX), version,
           write_index)
   if with_scann_model:
-    publish(os.path.join(export_dir, model_name + SCANN_MODEL_SUFFIX), version,
-            write_scann_model)
+    publish(os.path.join(export_dir, model_name + layout.SCANN_MODEL_SUFFIX),
+            version, write_scann_model)
   path = publish(os.path.join(export_dir, model_name), version,
                  write_stock_model)
 
-  _atomic_write_text(os.path.join(export_dir, "models.config"),
+  _atomic_write_text(os.path.join(export_dir, layout.MODELS_CONFIG),
                      models_config([model_name]))
-  requests_dir = os.path.join(export_dir, "requests")
+  requests_dir = os.path.join(export_dir, layout.REQUESTS_DIR)
   os.makedirs(requests_dir, exist_ok=True)
   for name, body in _example_requests(vocabulary, 10).items():
     _atomic_write_text(os.path.join(requests_dir, f"{name}.json"),
@@ -625,7 +611,7 @@ _REORDER = flags.DEFINE_integer(
 _SCANN_MODEL = flags.DEFINE_bool(
     "scann_model", True,
     f"Also export the SavedModel with ScaNN inside (<model_name>"
-    f"{SCANN_MODEL_SUFFIX}; not loadable by stock TF Serving).")
+    f"{layout.SCANN_MODEL_SUFFIX}; not loadable by stock TF Serving).")
 
 
 def main(argv):
