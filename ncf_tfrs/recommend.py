@@ -1,0 +1,75 @@
+r"""Prints a user's top k movies from an export.
+
+  python -m ncf_tfrs.recommend --export_dir export --model_name ncf_tfrs \
+      --user_id 42 --k 10
+
+In process by default; with --rest_url (e.g. http://localhost:8501) or
+--grpc_target (localhost:8500) the model runs in TF Serving and only ScaNN
+runs here. Unknown users get the most rated movies, marked as a fallback.
+"""
+
+from __future__ import annotations
+
+from absl import app
+from absl import flags
+
+import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
+from ncf_tfrs import serving
+
+_EXPORT_DIR = flags.DEFINE_string("export_dir", "export",
+                                  "TF Serving model root of the export.")
+_MODEL_NAME = flags.DEFINE_string("model_name", "ncf_tfrs", "Model name.")
+_VERSION = flags.DEFINE_integer(
+    "version", None, "Export version (default: the latest complete one).")
+_USER_IDS = flags.DEFINE_list("user_id", None, "Raw user id(s).")
+_K = flags.DEFINE_integer("k", 10, "Movies per user.")
+_SEEN = flags.DEFINE_list("seen", [], "Movie ids to leave out (one user).")
+_NUM_CANDIDATES = flags.DEFINE_integer(
+    "num_candidates", None, "ScaNN candidates to rerank (default: export's).")
+_REST_URL = flags.DEFINE_string(
+    "rest_url", None, "TF Serving REST address, e.g. http://localhost:8501.")
+_GRPC_TARGET = flags.DEFINE_string(
+    "grpc_target", None, "TF Serving gRPC address, e.g. localhost:8500.")
+flags.mark_flag_as_required("user_id")
+
+
+def _recommender() -> serving.Recommender:
+  export_dir, name = _EXPORT_DIR.value, _MODEL_NAME.value
+  if _REST_URL.value and _GRPC_TARGET.value:
+    raise app.UsageError("Give --rest_url or --grpc_target, not both.")
+  if not (_REST_URL.value or _GRPC_TARGET.value):
+    return serving.Recommender.load(export_dir, name, _VERSION.value,
+                                    _NUM_CANDIDATES.value)
+  version = _VERSION.value or serving.latest_version(export_dir, name)
+  if _REST_URL.value:
+    backend = serving.RestBackend(_REST_URL.value, name, version)
+  else:
+    backend = serving.GrpcBackend(_GRPC_TARGET.value, name, version)
+  return serving.Recommender(
+      backend, serving.load_catalog(export_dir, name, version),
+      _NUM_CANDIDATES.value)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  user_ids = _USER_IDS.value
+  if _SEEN.value and len(user_ids) != 1:
+    raise app.UsageError("--seen applies to a single --user_id.")
+  seen = [_SEEN.value] if _SEEN.value else None
+  try:
+    results = _recommender().recommend(user_ids, _K.value, seen)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  for result in results:
+    note = (" (unknown user: most rated movies)" if result.is_fallback
+            else "")
+    print(f"user {result.user_id}{note}")
+    for rank, (movie_id, title, score) in enumerate(
+        zip(result.movie_ids, result.titles, result.scores), 1):
+      print(f"{rank:3d}. {title or '(no title)'}  [movie {movie_id}, "
+            f"score {score:.3f}]")
+
+
+if __name__ == "__main__":
+  app.run(main)
