@@ -588,36 +588,46 @@ def load_trained(model_dir: str) -> tuple[model_lib.RecommenderModel,
   return model, vocabulary, cfg
 
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", "runs/demo",
-                                 "A train.py model directory.")
-_EXPORT_DIR = flags.DEFINE_string("export_dir", "export",
-                                  "TF Serving model root to export into.")
-_MODEL_NAME = flags.DEFINE_string("model_name", "ncf_tfrs",
-                                  "Model name in TF Serving.")
-_NUM_CANDIDATES = flags.DEFINE_integer(
-    "num_candidates", ScannConfig.num_neighbors,
-    "Candidates ScaNN returns per user (reranked by NCF).", lower_bound=1)
-_NUM_LEAVES = flags.DEFINE_integer(
-    "scann_num_leaves", None, "ScaNN tree leaves (default ~sqrt(movies)).",
-    lower_bound=2)
-_LEAVES_FRACTION = flags.DEFINE_float(
-    "scann_leaves_to_search_fraction", ScannConfig.leaves_to_search_fraction,
-    "Share of ScaNN leaves searched per query.", lower_bound=0.0,
-    upper_bound=1.0)
-_REORDER = flags.DEFINE_integer(
-    "scann_reordering_num_neighbors", None,
-    "AH candidates rescored exactly (default 4 x num_candidates).",
-    lower_bound=1)
-_SCANN_MODEL = flags.DEFINE_bool(
-    "scann_model", True,
-    f"Also export the SavedModel with ScaNN inside (<model_name>"
-    f"{layout.SCANN_MODEL_SUFFIX}; not loadable by stock TF Serving).")
+def _define_flags() -> dict[str, flags.FlagHolder]:
+  """The command's flags, defined only when it runs as a program.
+
+  train.py imports this module for `export_model` and has flags of the
+  same names (--model_dir, --num_candidates); absl allows one of each.
+  """
+  return {
+      "model_dir": flags.DEFINE_string("model_dir", "runs/demo",
+                                       "A train.py model directory."),
+      "export_dir": flags.DEFINE_string(
+          "export_dir", "export", "TF Serving model root to export into."),
+      "model_name": flags.DEFINE_string("model_name", "ncf_tfrs",
+                                        "Model name in TF Serving."),
+      "num_candidates": flags.DEFINE_integer(
+          "num_candidates", ScannConfig.num_neighbors,
+          "Candidates ScaNN returns per user (reranked by NCF).",
+          lower_bound=1),
+      "num_leaves": flags.DEFINE_integer(
+          "scann_num_leaves", None,
+          "ScaNN tree leaves (default ~sqrt(movies)).", lower_bound=2),
+      "leaves_fraction": flags.DEFINE_float(
+          "scann_leaves_to_search_fraction",
+          ScannConfig.leaves_to_search_fraction,
+          "Share of ScaNN leaves searched per query.", lower_bound=0.0,
+          upper_bound=1.0),
+      "reorder": flags.DEFINE_integer(
+          "scann_reordering_num_neighbors", None,
+          "AH candidates rescored exactly (default 4 x num_candidates).",
+          lower_bound=1),
+      "scann_model": flags.DEFINE_bool(
+          "scann_model", True,
+          f"Also export the SavedModel with ScaNN inside (<model_name>"
+          f"{layout.SCANN_MODEL_SUFFIX}; not loadable by stock TF Serving)."),
+  }
 
 
-def main(argv):
+def main(argv, flag: dict[str, flags.FlagHolder]):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  model, vocabulary, cfg = load_trained(_MODEL_DIR.value)
+  model, vocabulary, cfg = load_trained(flag["model_dir"].value)
   try:
     movies = pipeline.load_movies(cfg.data.dataset, cfg.data.data_dir)
   except Exception as e:  # pylint: disable=broad-except
@@ -625,14 +635,16 @@ def main(argv):
                     cfg.data.dataset, e)
     movies = None
   scann_config = ScannConfig(
-      num_neighbors=_NUM_CANDIDATES.value,
-      num_leaves=_NUM_LEAVES.value,
-      leaves_to_search_fraction=_LEAVES_FRACTION.value,
-      reordering_num_neighbors=_REORDER.value)
-  path = export_model(model, vocabulary, movies, _EXPORT_DIR.value,
-                      _MODEL_NAME.value, scann_config, _SCANN_MODEL.value)
+      num_neighbors=flag["num_candidates"].value,
+      num_leaves=flag["num_leaves"].value,
+      leaves_to_search_fraction=flag["leaves_fraction"].value,
+      reordering_num_neighbors=flag["reorder"].value)
+  path = export_model(model, vocabulary, movies, flag["export_dir"].value,
+                      flag["model_name"].value, scann_config,
+                      flag["scann_model"].value)
   print(path)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _FLAGS = _define_flags()
+  app.run(lambda argv: main(argv, _FLAGS))
