@@ -168,6 +168,13 @@ def _string_spec(shape: Sequence[Optional[int]], name: str) -> tf.TensorSpec:
 _K_SPEC = tf.TensorSpec([], tf.int32, name="k")
 
 
+class _Untracked:
+  """Holds an object without making it part of a SavedModel."""
+
+  def __init__(self, value):
+    self.value = value
+
+
 class ServingModule(tf.Module):
   """The stock-op serving graph: the model plus its catalog, baked in.
 
@@ -182,7 +189,18 @@ class ServingModule(tf.Module):
   def __init__(self, model: model_lib.RecommenderModel,
                vocabulary: pipeline.Vocabulary) -> None:
     super().__init__(name="ncf_tfrs_serving")
-    self.model = model
+    # The functions below call the Keras model, but the SavedModel keeps only
+    # what they capture: its variables and lookup tables. Saving the Keras
+    # objects themselves would serialize every layer's config, vocabularies
+    # included (minutes at ml-32m's 200k users), for nothing TF Serving uses.
+    self._keras = _Untracked(model)
+    self.model_variables = list(model.variables)
+    # (model.submodules would find them too, but walks the 200k-id
+    # vocabulary lists element by element.)
+    self.lookup_tables = [
+        tower.lookup.lookup_table
+        for tower in (model.query_tower, model.candidate_tower,
+                      model.ncf.user_embedding, model.ncf.movie_embedding)]
     movie_ids = np.asarray(vocabulary.movie_ids).astype(bytes)
     self._num_movies = len(movie_ids)
     self.catalog = tf.Variable(movie_ids, trainable=False, name="catalog")
@@ -194,6 +212,10 @@ class ServingModule(tf.Module):
         np.log(np.maximum(counts, 1) / max(counts.sum(), 1)).astype(
             np.float32),
         trainable=False, name="log_popularity")
+
+  @property
+  def model(self) -> model_lib.RecommenderModel:
+    return self._keras.value
 
   def _is_fallback(self, user_ids: tf.Tensor) -> tf.Tensor:
     return tf.equal(self.model.query_tower.lookup(user_ids), 0)
