@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any, Mapping
 
 from ncf_tfrs import evaluate
 from ncf_tfrs import model as model_lib
@@ -75,3 +76,34 @@ class ExperimentConfig:
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_dict(cls, values: Mapping[str, Any]) -> ExperimentConfig:
+    """The config that `dataclasses.asdict` (or `to_json`) turned into `values`.
+
+    Sections and fields left out keep their defaults, so a config.json from
+    an older run still loads; an unknown name is an error rather than a
+    silently ignored setting.
+    """
+    return _from_dict(cls, values)
+
+  @classmethod
+  def from_json(cls, text: str) -> ExperimentConfig:
+    """Parses what `to_json` wrote (a model directory's config.json)."""
+    return cls.from_dict(json.loads(text))
+
+
+def _from_dict(cls: type, values: Mapping[str, Any]):
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(values) - set(fields))
+  if unknown:
+    raise ValueError(f"Unknown {cls.__name__} fields: {unknown}.")
+  kwargs = {}
+  for name, value in values.items():
+    default = fields[name].default
+    if dataclasses.is_dataclass(default):
+      value = _from_dict(type(default), value)
+    elif isinstance(value, list):
+      value = tuple(value)  # JSON has no tuples; the configs use them.
+    kwargs[name] = value
+  return cls(**kwargs)

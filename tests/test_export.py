@@ -1,0 +1,303 @@
+"""The exporter: what stock TF Serving gets, the ScaNN index, atomic versions."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import ncf_tfrs  # noqa: F401  (must precede TensorFlow: selects tf-keras)
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ncf_tfrs import config as config_lib
+from ncf_tfrs import export
+from ncf_tfrs import layout
+from ncf_tfrs import pipeline
+
+import export_helpers as helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+           PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  vocab = helpers.vocabulary()
+  model = helpers.model(vocab)
+  export_dir = str(tmp_path_factory.mktemp("export"))
+  path = export.export_model(model, vocab, helpers.movies(), export_dir,
+                             helpers.MODEL_NAME,
+                             export.ScannConfig(num_neighbors=100))
+  return {"model": model, "vocab": vocab, "dir": export_dir, "path": path,
+          "loaded": tf.saved_model.load(path)}
+
+
+def test_export_layout(exported):
+  root = exported["dir"]
+  assert exported["path"] == os.path.join(root, helpers.MODEL_NAME, "1")
+  for suffix in ("", layout.INDEX_SUFFIX, layout.SCANN_MODEL_SUFFIX):
+    assert os.listdir(os.path.join(root, helpers.MODEL_NAME + suffix)) == ["1"]
+  index = os.path.join(root, helpers.MODEL_NAME + layout.INDEX_SUFFIX, "1")
+  with open(os.path.join(index, layout.MOVIES_FILE)) as f:
+    lines = f.read().splitlines()
+  assert lines[0] == "movie_id\ttitle\tgenres\tcount"
+  assert lines[1] == "m0\tMovie 0 (2000)\tDrama|Comedy\t9000"
+  assert len(lines) == helpers.NUM_MOVIES + 1
+
+
+def test_stock_model_answers_in_a_process_without_scann(exported):
+  script = textwrap.dedent(f"""
+      import json, sys
+      import tensorflow as tf
+      loaded = tf.saved_model.load({exported['path']!r})
+      out = loaded.signatures["retrieve"](
+          user_id=tf.constant(["u3", "stranger"]), k=tf.constant(5))
+      print(json.dumps({{
+          "scann_imported": any(m.startswith("scann") for m in sys.modules),
+          "movie_id": out["movie_id"].numpy().astype(str).tolist(),
+          "is_fallback": out["is_fallback"].numpy().tolist()}}))
+  """)
+  run = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                       text=True, env=ENV, timeout=120, check=True)
+  answer = json.loads(run.stdout.splitlines()[-1])
+  assert not answer["scann_imported"]
+  assert answer["is_fallback"] == [False, True]
+  assert answer["movie_id"][1] == ["m0", "m1", "m2", "m3", "m4"]
+  assert not [op for op in export.saved_model_ops(exported["path"])
+              if "scann" in op.lower()]
+
+
+SIGNATURES = {
+    "user_embedding": ({"user_id": (tf.string, [None])},
+                       {"embedding": (tf.float32, [None, helpers.DIM]),
+                        "is_fallback": (tf.bool, [None])}),
+    "score": ({"user_id": (tf.string, [None]),
+               "movie_id": (tf.string, [None, None])},
+              {"score": (tf.float32, [None, None]),
+               "ncf_logit": (tf.float32, [None, None]),
+               "liked_prob": (tf.float32, [None, None]),
+               "is_known_movie": (tf.bool, [None, None])}),
+    "rerank": ({"user_id": (tf.string, [None]),
+                "movie_id": (tf.string, [None, None]), "k": (tf.int32, [])},
+               {"movie_id": (tf.string, [None, None]),
+                "score": (tf.float32, [None, None]),
+                "is_fallback": (tf.bool, [None])}),
+    "retrieve": ({"user_id": (tf.string, [None]), "k": (tf.int32, [])},
+                 {"movie_id": (tf.string, [None, None]),
+                  "score": (tf.float32, [None, None]),
+                  "is_fallback": (tf.bool, [None])}),
+}
+SIGNATURES["serving_default"] = SIGNATURES["retrieve"]
+
+
+def test_signatures_have_documented_names_dtypes_and_shapes(exported):
+  signatures = exported["loaded"].signatures
+  assert set(signatures) == set(SIGNATURES)
+  for name, (inputs, outputs) in SIGNATURES.items():
+    function = signatures[name]
+    got_inputs = function.structured_input_signature[1]
+    assert {k: (v.dtype, v.shape.as_list()) for k, v in got_inputs.items()
+            } == inputs, name
+    got_outputs = function.structured_outputs
+    assert {k: (v.dtype, v.shape.as_list()) for k, v in got_outputs.items()
+            } == outputs, name
+
+
+def test_rerank_follows_the_models_served_order(exported):
+  model, rerank = exported["model"], exported["loaded"].signatures["rerank"]
+  users = tf.constant(["u1", "u7"])
+  movies = tf.constant([[f"m{i}" for i in range(0, 60, 3)],
+                        [f"m{i}" for i in range(100, 120)]])
+  expected = model.rerank_scores(users, movies).numpy()
+  out = rerank(user_id=users, movie_id=movies, k=tf.constant(7))
+  for row in range(2):
+    order = np.argsort(-expected[row], kind="stable")[:7]
+    assert out["movie_id"][row].numpy().tolist() == (
+        movies[row].numpy()[order].tolist())
+    np.testing.assert_allclose(out["score"][row], expected[row][order],
+                               rtol=1e-5)
+  scores = exported["loaded"].signatures["score"](user_id=users,
+                                                  movie_id=movies)
+  np.testing.assert_allclose(scores["score"], expected, rtol=1e-5)
+
+
+def test_unknown_user_is_flagged_and_gets_the_popularity_list(exported):
+  signatures = exported["loaded"].signatures
+  out = signatures["retrieve"](user_id=tf.constant(["u2", "nobody"]),
+                               k=tf.constant(10))
+  assert out["is_fallback"].numpy().tolist() == [False, True]
+  popular = exported["vocab"].movie_ids[:10].tolist()
+  assert out["movie_id"][1].numpy().tolist() == popular
+  assert out["movie_id"][0].numpy().tolist() != popular
+  # A known user's exact retrieval is the catalog's top 10 by dot product.
+  model = exported["model"]
+  scores = (model.query_embeddings(tf.constant(["u2"])).numpy() @
+            model.candidate_embeddings(tf.constant(
+                exported["vocab"].movie_ids)).numpy().T)[0]
+  assert out["movie_id"][0].numpy().tolist() == (
+      exported["vocab"].movie_ids[np.argsort(-scores)[:10]].tolist())
+  # Reranking an unknown user's candidates orders them by popularity.
+  out = signatures["rerank"](
+      user_id=tf.constant(["nobody"]),
+      movie_id=tf.constant([["m9", "m2", "m5", "unknown-movie", ""]]),
+      k=tf.constant(5))
+  assert out["is_fallback"].numpy().tolist() == [True]
+  assert out["movie_id"][0].numpy().tolist() == [
+      b"m2", b"m5", b"m9", b"unknown-movie", b""]
+  assert (out["score"][0][3:].numpy() == layout.MASKED_SCORE).all()
+
+
+def test_bad_k_is_refused_with_a_message(exported):
+  signatures = exported["loaded"].signatures
+  for k in (0, helpers.NUM_MOVIES + 1):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="k must be"):
+      signatures["retrieve"](user_id=tf.constant(["u1"]), k=tf.constant(k))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="k must be"):
+    signatures["rerank"](user_id=tf.constant(["u1"]),
+                         movie_id=tf.constant([["m1", "m2"]]),
+                         k=tf.constant(3))
+
+
+def test_scann_index_matches_exact_search(exported):
+  from scann.scann_ops.py import scann_ops_pybind  # pylint: disable=g-import-not-at-top
+  index = os.path.join(exported["dir"],
+                       helpers.MODEL_NAME + layout.INDEX_SUFFIX, "1")
+  searcher = scann_ops_pybind.load_searcher(os.path.join(index,
+                                                         layout.SCANN_DIR))
+  with open(os.path.join(index, layout.MANIFEST_FILE)) as f:
+    manifest = json.load(f)
+  assert manifest["scann"]["num_leaves"] == round(np.sqrt(helpers.NUM_MOVIES))
+  model, vocab = exported["model"], exported["vocab"]
+  catalog = model.candidate_embeddings(tf.constant(vocab.movie_ids)).numpy()
+  rng = np.random.default_rng(1)
+  queries = catalog[rng.choice(len(catalog), 200)] + 0.3 * rng.normal(
+      size=(200, helpers.DIM)).astype(np.float32)
+  found, _ = searcher.search_batched(queries, final_num_neighbors=100)
+  exact = np.argsort(-(queries @ catalog.T), axis=1)[:, :100]
+  recall = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(found, exact)])
+  assert recall >= 0.95, f"recall@100 {recall:.3f}, settings {manifest}"
+
+
+def test_exporter_refuses_non_stock_ops_naming_them(exported):
+  scann_model = os.path.join(exported["dir"],
+                             helpers.MODEL_NAME + layout.SCANN_MODEL_SUFFIX,
+                             "1")
+  with pytest.raises(export.NonStockOpError,
+                     match=r"Scann>ScannSearchBatched"):
+    export.check_stock_ops(scann_model)
+  export.check_stock_ops(exported["path"])  # The stock one passes.
+  # The ScaNN variant works in a process that has the ScaNN ops.
+  loaded = tf.saved_model.load(scann_model)
+  out = loaded.signatures["recommend"](user_id=tf.constant(["u4", "nobody"]),
+                                       k=tf.constant(5))
+  assert out["movie_id"].shape == (2, 5)
+  assert out["is_fallback"].numpy().tolist() == [False, True]
+
+
+def test_failed_write_publishes_nothing(tmp_path):
+  root = str(tmp_path / "model")
+
+  def fail(path):
+    os.makedirs(path)
+    with open(os.path.join(path, "half"), "w") as f:
+      f.write("x")
+    raise RuntimeError("disk full")
+
+  with pytest.raises(RuntimeError, match="disk full"):
+    export.publish(root, 1, fail)
+  assert os.listdir(root) == []
+  assert layout.versions(root) == []
+
+
+def test_export_refused_before_publishing_leaves_versions_untouched(
+    exported, tmp_path, monkeypatch):
+  vocab = exported["vocab"]
+
+  def refuse(path, allowed=None):
+    raise export.NonStockOpError(f"{path} uses ops ...: FancyOp")
+
+  monkeypatch.setattr(export, "check_stock_ops", refuse)
+  with pytest.raises(export.NonStockOpError, match="FancyOp"):
+    export.export_model(exported["model"], vocab, None, str(tmp_path), "m",
+                        with_scann_model=False)
+  assert layout.versions(str(tmp_path / "m")) == []
+  assert not glob.glob(str(tmp_path / "m" / ".*"))
+  # The index of the refused version stays, unserved; the next export skips
+  # its number.
+  assert export.next_version(str(tmp_path), "m") == 2
+
+
+def test_killed_export_leaves_no_partial_version(tmp_path):
+  root = str(tmp_path / "model")
+  os.makedirs(os.path.join(root, "3"))
+  script = textwrap.dedent(f"""
+      import os, time
+      from ncf_tfrs import export
+      def write(path):
+        os.makedirs(path)
+        open(os.path.join(path, "saved_model.pb"), "w").write("half")
+        time.sleep(120)
+      export.publish({root!r}, 4, write)
+  """)
+  child = subprocess.Popen([sys.executable, "-c", script], env=ENV,
+                           stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 60
+    while not glob.glob(os.path.join(root, ".tmp-4-*", "saved_model.pb")):
+      assert time.time() < deadline and child.poll() is None
+      time.sleep(0.1)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+  finally:
+    if child.poll() is None:
+      child.kill()
+  assert layout.versions(root) == [3]
+  assert export.next_version(str(tmp_path), "model") == 4
+  export.publish(root, 4, os.makedirs)
+  assert layout.versions(root) == [3, 4]
+  assert not glob.glob(os.path.join(root, ".*"))  # The abandoned temp too.
+
+
+def test_models_config_and_requests_are_valid(exported):
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.config import model_server_config_pb2  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(exported["dir"], layout.MODELS_CONFIG)) as f:
+    config = text_format.Parse(f.read(),
+                               model_server_config_pb2.ModelServerConfig())
+  models = config.model_config_list.config
+  assert [(m.name, m.base_path, m.model_platform) for m in models] == [
+      (helpers.MODEL_NAME, f"/models/{helpers.MODEL_NAME}", "tensorflow")]
+  signatures = exported["loaded"].signatures
+  requests = glob.glob(os.path.join(exported["dir"], layout.REQUESTS_DIR,
+                                    "*.json"))
+  assert len(requests) == 4
+  for path in requests:
+    with open(path) as f:
+      body = json.load(f)
+    function = signatures[body["signature_name"]]
+    inputs = {name: tf.constant(value, dtype=function.structured_input_signature
+                                [1][name].dtype)
+              for name, value in body["inputs"].items()}
+    function(**inputs)  # Answers without error.
+
+
+def test_model_dir_round_trip(exported, tmp_path):
+  """What `python -m ncf_tfrs.export` rebuilds equals what train.py saved."""
+  model, vocab = exported["model"], exported["vocab"]
+  cfg = config_lib.ExperimentConfig(model=helpers.CONFIG)
+  (tmp_path / "config.json").write_text(cfg.to_json())
+  vocab.save(str(tmp_path / "vocabulary"))
+  model.save_weights(str(tmp_path / "checkpoints" / "epoch-001"))
+  rebuilt, rebuilt_vocab, rebuilt_cfg = export.load_trained(str(tmp_path))
+  assert rebuilt_cfg == cfg
+  assert isinstance(rebuilt_vocab, pipeline.Vocabulary)
+  users, movies = tf.constant(["u1", "u2"]), tf.constant([["m1", "m2"]] * 2)
+  np.testing.assert_allclose(rebuilt.rerank_scores(users, movies),
+                             model.rerank_scores(users, movies), rtol=1e-6)
