@@ -67,12 +67,28 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExportConfig:
+  """What training exports for serving when it finishes (`ncf_tfrs.export`).
+
+  Attributes:
+    export_dir: TF Serving model root; None skips the export.
+    model_name: model name under it (the ScaNN index and the ScaNN-op model
+      get suffixes).
+    scann_model: also export the SavedModel with the ScaNN op inside.
+  """
+  export_dir: str | None = "export"
+  model_name: str = "ncf_tfrs"
+  scann_model: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
   data: DataConfig = DataConfig()
   model: model_lib.ModelConfig = model_lib.ModelConfig()
   optimizer: model_lib.OptimizerConfig = model_lib.OptimizerConfig()
   train: TrainConfig = TrainConfig()
   eval: evaluate.ListEvalConfig = evaluate.ListEvalConfig()
+  export: ExportConfig = ExportConfig()
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

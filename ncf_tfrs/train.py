@@ -26,6 +26,7 @@ from absl import logging
 import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 from ncf_tfrs import config as config_lib
 from ncf_tfrs import evaluate
+from ncf_tfrs import export
 from ncf_tfrs import model as model_lib
 from ncf_tfrs import pipeline
 
@@ -124,6 +125,18 @@ _NUM_CANDIDATES = flags.DEFINE_integer(
     "num_candidates", _D.eval.num_candidates,
     "Retrieval candidates the NCF scorer reranks.", lower_bound=1)
 
+# Export.
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", _D.export.export_dir,
+    "TF Serving model root the trained model is exported into as a new "
+    "version (empty: no export). See export/README.md.")
+_MODEL_NAME = flags.DEFINE_string("model_name", _D.export.model_name,
+                                  "Model name under --export_dir.")
+_SCANN_MODEL = flags.DEFINE_bool(
+    "scann_model", _D.export.scann_model,
+    "Also export the SavedModel with the ScaNN op inside (in-process use and "
+    "custom TF Serving builds; stock TF Serving cannot load it).")
+
 
 def config_from_flags() -> config_lib.ExperimentConfig:
   """The typed config of this run; the only reader of FLAGS."""
@@ -165,7 +178,11 @@ def config_from_flags() -> config_lib.ExperimentConfig:
       eval=evaluate.ListEvalConfig(
           max_users=_EVAL_USERS.value or None,
           num_candidates=_NUM_CANDIDATES.value,
-          seed=_SEED.value))
+          seed=_SEED.value),
+      export=config_lib.ExportConfig(
+          export_dir=_EXPORT_DIR.value or None,
+          model_name=_MODEL_NAME.value,
+          scann_model=_SCANN_MODEL.value))
 
 
 class NaNLossError(RuntimeError):
@@ -221,7 +238,8 @@ def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
   data = cfg.data
   tf.keras.utils.set_random_seed(data.seed)  # Initial weights too.
   pipeline.prepare(data.dataset, data.data_dir, data.manual_dir, data.download)
-  ratings = pipeline.load(data.dataset, data.data_dir)
+  movies = pipeline.load_movies(data.dataset, data.data_dir)
+  ratings = pipeline.load(data.dataset, data.data_dir, movies)
   train, test = pipeline.split(ratings, data.split, data.test_fraction,
                                data.seed)
   logging.info("%s: %d ratings, %d train / %d test (%s split)", data.dataset,
@@ -286,6 +304,12 @@ def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
   }
   if cfg.train.eval_every_steps:
     metrics["curve"] = counter.points
+  if cfg.export.export_dir:
+    metrics["export"] = export.export_model(
+        model, vocabulary, movies, cfg.export.export_dir,
+        cfg.export.model_name,
+        export.ScannConfig(num_neighbors=cfg.eval.num_candidates),
+        cfg.export.scann_model)
   with tf.io.gfile.GFile(os.path.join(model_dir, "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=2)
   return metrics

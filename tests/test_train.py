@@ -19,18 +19,23 @@ from ncf_tfrs import train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _smoke_config(data_dir, model_dir, **train_overrides):
+def _smoke_config(data_dir, model_dir, export_dir="", **train_overrides):
   """The smoke flagfile's settings, parsed the way the command parses them."""
   with flagsaver.flagsaver():
     flags.FLAGS(["train", f"--flagfile={ROOT}/configs/smoke.flags",
-                 f"--data_dir={data_dir}", f"--model_dir={model_dir}"])
+                 f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+                 f"--export_dir={export_dir}"])
     cfg = train.config_from_flags()
   return dataclasses.replace(
       cfg, train=dataclasses.replace(cfg.train, **train_overrides))
 
 
-def test_train_writes_model_dir_and_metrics(data_dir, tmp_path):
-  metrics = train.run(_smoke_config(data_dir, str(tmp_path)))
+def test_train_writes_model_dir_metrics_curve_and_export(data_dir, tmp_path):
+  # 9 steps of 8192 ratings, 3 per call into the graph: the curve's points
+  # fall at the first execution end past each multiple of 4 steps.
+  metrics = train.run(_smoke_config(
+      data_dir, str(tmp_path), export_dir=str(tmp_path / "export"),
+      steps_per_execution=3, eval_every_steps=4))
   with open(tmp_path / "metrics.json") as f:
     assert json.load(f) == json.loads(json.dumps(metrics))
   assert metrics["train_ratings"] == 80_000 and metrics["test_ratings"] == 20_000
@@ -49,12 +54,21 @@ def test_train_writes_model_dir_and_metrics(data_dir, tmp_path):
   assert os.listdir(tmp_path / "checkpoints")
   assert os.listdir(tmp_path / "logs")
 
+  assert metrics["steps_run"] == 9
+  curve = metrics["curve"]
+  assert [p["step"] for p in curve] == [6, 9]
+  assert curve[0]["train_seconds"] < curve[1]["train_seconds"]
+  assert all(0.0 < p["ranking_auc"] <= 1.0 for p in curve)
+
+  assert metrics["export"] == str(tmp_path / "export" / "ncf_tfrs" / "1")
+  assert os.path.exists(os.path.join(metrics["export"], "saved_model.pb"))
+
 
 def test_killed_run_resumes_from_its_backup(data_dir, tmp_path):
   command = [sys.executable, "-m", "ncf_tfrs.train",
              f"--flagfile={ROOT}/configs/smoke.flags",
              f"--data_dir={data_dir}", f"--model_dir={tmp_path}",
-             "--epochs=6", "--checkpoint_every_steps=5"]
+             "--epochs=6", "--checkpoint_every_steps=5", "--export_dir="]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   first = subprocess.Popen(command, cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
