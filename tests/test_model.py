@@ -151,6 +151,24 @@ def test_one_chunk_loss_equals_retrieval_task(chunk):
   np.testing.assert_allclose(model.retrieval_loss(rows), expected, rtol=1e-6)
 
 
+def test_in_batch_softmax_loss_matches_dense_label_cross_entropy():
+  scores = tf.constant(np.random.default_rng(0).normal(size=(6, 6)) * 3,
+                       tf.float32)
+  weights = tf.constant([1.0, 0.5, 2.0, 0.0, 1.0, 1.0])
+  sparse = model_lib.InBatchSoftmaxLoss(
+      reduction=tf.keras.losses.Reduction.SUM)
+  dense = tf.keras.losses.CategoricalCrossentropy(
+      from_logits=True, reduction=tf.keras.losses.Reduction.SUM)
+  results = []
+  for loss in (sparse, dense):
+    with tf.GradientTape() as tape:
+      tape.watch(scores)
+      value = loss(tf.eye(6), scores, sample_weight=weights)
+    results.append((value, tape.gradient(value, scores)))
+  np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+  np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-6)
+
+
 def test_chunk_losses_add_up_for_static_and_dynamic_batches():
   rows = _tensors(_ratings(40))
   model = model_lib.RecommenderModel(USERS, MOVIES, SMALL)  # Chunks of 16.
