@@ -231,8 +231,8 @@ def test_missing_sections_are_named_and_real_data_has_no_oracle(tmp_path):
 
   text = (tmp_path / "out" / "results.md").read_text()
   assert "`32m` (real MovieLens)" in text and "SYNTHETIC" not in text
-  assert "- bench_data.json: not found" in text
-  assert "- serving: no serving benchmark results given" in text
+  assert "- data: no results (bench_data.json: not found)" in text
+  assert "- serving: no results given" in text
   assert "- training: no tutorial stage in the train results" in text
   assert "- training: no throughput section" in text
   assert "| n/a (no oracle: real data) |" in text
