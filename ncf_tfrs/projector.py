@@ -12,8 +12,8 @@ projector shows exactly that, given three files in a TensorBoard log dir:
   metadata file.
 
 `train.py` calls `write_projector` at the end of training with the candidate
-embeddings of the whole movie vocabulary; `tensorboard --logdir <model_dir>/logs`
-then shows them under "Projector".
+embeddings of the whole movie vocabulary; `tensorboard --logdir
+<model_dir>/logs` then shows them under "Projector".
 """
 
 from __future__ import annotations

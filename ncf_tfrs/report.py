@@ -205,13 +205,14 @@ def hardware_label(machine: Optional[dict[str, Any]]) -> str:
   return ", ".join(parts) + ("; " + ", ".join(versions) if versions else "")
 
 
-def _labels(doc: dict[str, Any], data: str, source: str) -> str:
+def _labels(doc: dict[str, Any], data: str, suite: str) -> str:
+  """The three labels every table carries: hardware, data, command."""
   command = doc.get("command")
   return "\n".join([
       f"- Hardware: {hardware_label(doc.get('machine'))}",
       f"- Data: {data}",
       "- Command: " + (f"`{command}`" if command else
-                       f"not recorded in {source}"),
+                       f"not recorded in the {suite} JSON"),
   ])
 
 
@@ -336,7 +337,7 @@ def render_train(doc: dict[str, Any], images: dict[str, str],
   parts = [f"{heading} Training: product vs the notebook's recipe", "",
            _labels(doc, dataset_label(doc.get("dataset")) +
                    (f", {doc['split']} split" if doc.get("split") else ""),
-                   DEFAULT_FILES["train"]), ""]
+                   "train"), ""]
   for name in ("notebook", "product", "tutorial"):
     if name not in stages:
       missing.append(f"training: no {name} stage in the train results")
@@ -592,7 +593,7 @@ def render_serving(doc: dict[str, Any], images: dict[str, str],
              f"× {e2e.get('num_movies', 0):,}-movie model with random "
              "weights (SYNTHETIC)")
   parts = [f"{heading} Serving: ScaNN vs exact search, end-to-end recommend",
-           "", _labels(doc, data, DEFAULT_FILES["serving"]), ""]
+           "", _labels(doc, data, "serving"), ""]
   ann = doc.get("ann") or []
   if ann:
     rows = [[_rate(c.get("num_movies")), c.get("kind", "–"),
@@ -797,7 +798,7 @@ def render_data(doc: dict[str, Any], heading: str) -> tuple[str, list[str]]:
       f"`{c}`" + (" (**SYNTHETIC**)" if is_synthetic(c) else
                   " (real MovieLens)") for c in configs) or "none"
   parts = [f"{heading} Data pipeline: MovieLens → training batches", "",
-           _labels(doc, data, DEFAULT_FILES["data"]), ""]
+           _labels(doc, data, "data"), ""]
   if not configs:
     return "\n".join(parts), ["data: no results in the data suite"]
   rows = []

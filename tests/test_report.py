@@ -6,6 +6,7 @@ import struct
 import subprocess
 import sys
 
+import matplotlib.image
 import pytest
 
 from ncf_tfrs import report
@@ -162,12 +163,16 @@ def _write(tmp_path, **docs):
 
 
 def _png_size(path):
-  """(width, height) from the PNG header; fails if it is not a PNG."""
+  """(width, height) of a PNG that decodes whole and is not blank."""
   with open(path, "rb") as f:
     head = f.read(24)
   assert head[:8] == b"\x89PNG\r\n\x1a\n", path
   assert head[12:16] == b"IHDR", path
-  return struct.unpack(">II", head[16:24])
+  width, height = struct.unpack(">II", head[16:24])
+  pixels = matplotlib.image.imread(path)
+  assert pixels.shape[:2] == (height, width)
+  assert pixels.std() > 0.05, f"{path} looks blank"
+  return width, height
 
 
 def test_report_tables_labels_checks_and_plots(tmp_path):
@@ -183,7 +188,7 @@ def test_report_tables_labels_checks_and_plots(tmp_path):
   assert "`synthetic-32m` (**SYNTHETIC**" in text
   assert "`100k` (real MovieLens)" in text
   assert "`python -m ncf_tfrs.bench_train --dataset=synthetic-32m`" in text
-  assert "not recorded in bench_serving.json" in text  # Serving: no command.
+  assert "Command: not recorded in the serving JSON" in text  # Serving: no command.
   assert "processor not recorded" in text
   # Figures from every section.
   assert "| 0.8412 |" in text  # product AUC
