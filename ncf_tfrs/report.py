@@ -219,11 +219,16 @@ def _labels(doc: dict[str, Any], data: str, suite: str) -> str:
 def _check(name: str, measured: Optional[float], required: Optional[float],
            passed: Callable[[float, float], bool], show: Callable[[Any], str],
            relation: str, why_missing: str = "") -> list[str]:
-  """One target-check row: target, measured, required, status."""
+  """One target-check row: target, measured, required, status.
+
+  `why_missing` explains a missing figure; without it, a missing requirement
+  means the JSON has no such target, and a missing measurement "not measured".
+  """
   if measured is None or required is None:
+    why = why_missing or ("no target in the JSON" if required is None
+                          else "not measured")
     return [name, show(measured), f"{relation} {show(required)}"
-            if required is not None else "–",
-            f"n/a ({why_missing or 'not measured'})"]
+            if required is not None else "–", f"n/a ({why})"]
   status = "met" if passed(measured, required) else "**NOT met**"
   return [name, show(measured), f"{relation} {show(required)}", status]
 
@@ -284,10 +289,11 @@ def train_checks(doc: dict[str, Any]) -> list[list[str]]:
     measured = _get(doc, "throughput", key, "median")
     rows.append(_check(name, measured,
                        targets.get(f"{key}_ratings_per_s"), ge, _rate, "≥",
+                       "" if doc.get("throughput") else
                        "no throughput section"))
   rows.append(_check("product peak RSS (GiB)", _get(product, "peak_rss_gib"),
                      targets.get("peak_rss_gib"), le, _gib, "≤",
-                     "no product stage"))
+                     "" if product else "no product stage"))
 
   def gain(metric, target_key, title):
     if nb.get(metric) is None or pr.get(metric) is None:
@@ -315,7 +321,9 @@ def train_checks(doc: dict[str, Any]) -> list[list[str]]:
       f"product wall time (s) vs notebook's × {_num(fraction)}",
       _get(product, "wall_seconds"),
       nb_wall * fraction if nb_wall is not None and fraction is not None
-      else None, le, _seconds, "≤", "needs product and notebook stages"))
+      else None, le, _seconds, "≤",
+      "" if nb_wall is not None and _get(product, "wall_seconds") is not None
+      else "needs product and notebook stages"))
 
   recall_gain = targets.get("recall_at_100_gain")
   tutorial_recall = _get(tutorial, "lists", "retrieval_recall_at_100")
@@ -325,7 +333,10 @@ def train_checks(doc: dict[str, Any]) -> list[list[str]]:
       _get(product, "lists", "retrieval_recall_at_100"),
       tutorial_recall * (1 + recall_gain)
       if tutorial_recall is not None and recall_gain is not None else None,
-      ge, _metric, "≥", "needs product and tutorial stages"))
+      ge, _metric, "≥",
+      "" if tutorial_recall is not None and _get(
+          product, "lists", "retrieval_recall_at_100") is not None
+      else "needs product and tutorial stages"))
   return rows
 
 
@@ -572,7 +583,7 @@ def serving_checks(doc: dict[str, Any]) -> list[list[str]]:
       ("single_p99_ms", "recommend p99 latency (ms)", _metric_ms, le, "≤"),
       ("batched_users_per_s", "batched recommend users/s", _rate, ge, "≥")):
     rows.append(_check(title, e2e.get(key), targets.get(key), passed, show,
-                       relation, "no end-to-end section"))
+                       relation, "" if e2e else "no end-to-end section"))
   return rows
 
 

@@ -231,6 +231,7 @@ def test_report_tables_labels_checks_and_plots(tmp_path):
 def test_missing_sections_are_named_and_real_data_has_no_oracle(tmp_path):
   doc = train_doc(dataset="32m", oracle=False)
   del doc["stages"]["tutorial"], doc["throughput"]
+  del doc["targets"]["peak_rss_gib"]
   inputs = _write(tmp_path, train=doc) + [str(tmp_path / "bench_data.json")]
   files = report.build_report(inputs, str(tmp_path / "out"))
 
@@ -242,6 +243,8 @@ def test_missing_sections_are_named_and_real_data_has_no_oracle(tmp_path):
   assert "- training: no throughput section" in text
   assert "| n/a (no oracle: real data) |" in text
   assert "n/a (no throughput section)" in text
+  assert "| product peak RSS (GiB) | 6.00 | – | n/a (no target in the JSON) |" in (
+      text)
   assert {os.path.basename(p) for p in files.images} == {
       "training_curves.png", "recall_at_k.png"}
 
