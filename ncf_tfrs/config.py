@@ -11,6 +11,7 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
+from ncf_tfrs import distribute
 from ncf_tfrs import evaluate
 from ncf_tfrs import model as model_lib
 
@@ -46,7 +47,9 @@ class TrainConfig:
     model_dir: where checkpoints, logs, vocabularies and metrics.json go.
     epochs: passes over the training split.
     batch_size: ratings per step (the ranking task's batch; retrieval runs
-      over chunks of `ModelConfig.retrieval_batch_size`).
+      over chunks of `ModelConfig.retrieval_batch_size`). Under a
+      multi-replica strategy, the global batch of a synchronous step: each of
+      R replicas takes batch_size / R (see `ncf_tfrs.distribute`).
     eval_batch_size: ratings per step when evaluating.
     checkpoint_every_steps: steps between the backups a killed run resumes
       from (also written at each epoch end); rounded up to whole executions.
@@ -89,6 +92,7 @@ class ExperimentConfig:
   train: TrainConfig = TrainConfig()
   eval: evaluate.ListEvalConfig = evaluate.ListEvalConfig()
   export: ExportConfig = ExportConfig()
+  distribute: distribute.DistributeConfig = distribute.DistributeConfig()
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

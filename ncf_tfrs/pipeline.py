@@ -355,7 +355,9 @@ def make_dataset(ratings: Ratings,
                  shuffle: bool = True,
                  seed: int = 42,
                  movie_counts: np.ndarray | None = None,
-                 drop_remainder: bool = False) -> tf.data.Dataset:
+                 drop_remainder: bool = False,
+                 num_shards: int = 1,
+                 shard_index: int = 0) -> tf.data.Dataset:
   """Batches `ratings` into the dicts the model trains on.
 
   Each batch is one gather from in-memory columns, so the pipeline costs
@@ -373,6 +375,12 @@ def make_dataset(ratings: Ratings,
     drop_remainder: drop the last, smaller batch of each pass, so every batch
       has a static size (the model then splits retrieval chunks statically).
       With `shuffle`, each pass drops different ratings.
+    num_shards: deal the batches round-robin to this many input pipelines
+      (one per worker of a distributed run, see `ncf_tfrs.distribute`); with
+      `drop_remainder`, each pipeline gets the same number of batches.
+    shard_index: which pipeline's batches (shard_index, shard_index +
+      num_shards, ...) this dataset yields. Every pipeline draws the same
+      permutations from `seed`, so the shards are disjoint.
 
   Returns:
     A dataset of dicts: user_id and movie_id (tf.string), liked and
@@ -391,8 +399,14 @@ def make_dataset(ratings: Ratings,
   movie = tf.constant(ratings.movie)
   rating = tf.constant(ratings.rating)
   num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
-  if not num_batches:
-    raise ValueError(f"{n} ratings make no batch of {batch_size}.")
+  if not 0 <= shard_index < num_shards:
+    raise ValueError(f"shard_index {shard_index} not in [0, {num_shards}).")
+  if drop_remainder:
+    num_batches -= num_batches % num_shards
+  if num_batches < num_shards:
+    raise ValueError(f"{n} ratings make no batch of {batch_size} for each of "
+                     f"{num_shards} shards.")
+  num_batches_here = len(range(shard_index, num_batches, num_shards))
 
   def batch(index):
     u = tf.gather(user, index)
@@ -407,7 +421,7 @@ def make_dataset(ratings: Ratings,
     }
 
   def batches_of(order):
-    ds = tf.data.Dataset.range(num_batches).map(
+    ds = tf.data.Dataset.range(shard_index, num_batches, num_shards).map(
         lambda i: order[i * batch_size:(i + 1) * batch_size])
     if drop_remainder:
       ds = ds.map(lambda index: tf.ensure_shape(index, [batch_size]))
@@ -421,5 +435,5 @@ def make_dataset(ratings: Ratings,
   else:
     ds = batches_of(tf.range(n))
   ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches))
+  ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches_here))
   return ds.prefetch(tf.data.AUTOTUNE)

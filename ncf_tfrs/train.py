@@ -25,6 +25,7 @@ from absl import logging
 
 import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 from ncf_tfrs import config as config_lib
+from ncf_tfrs import distribute
 from ncf_tfrs import evaluate
 from ncf_tfrs import export
 from ncf_tfrs import model as model_lib
@@ -102,7 +103,13 @@ _EPOCHS = flags.DEFINE_integer("epochs", _D.train.epochs,
                                "Passes over the training split.", lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", _D.train.batch_size,
-    "Ratings per training step (the ranking task's batch).", lower_bound=1)
+    "Ratings per training step (the ranking task's batch). This is the "
+    "global batch: under mirrored and multi_worker_mirrored each of R "
+    "replicas trains on batch_size/R ratings (R must divide it) and their "
+    "summed gradients make one step, so the same flagfile takes the same "
+    "steps on any number of replicas; retrieval chunks are cut from each "
+    "replica's share. Under parameter_server each worker step takes a whole "
+    "batch.", lower_bound=1)
 _CHECKPOINT_STEPS = flags.DEFINE_integer(
     "checkpoint_every_steps", _D.train.checkpoint_every_steps,
     "Steps between backups that a killed run resumes from.", lower_bound=1)
@@ -136,6 +143,28 @@ _SCANN_MODEL = flags.DEFINE_bool(
     "scann_model", _D.export.scann_model,
     "Also export the SavedModel with the ScaNN op inside (in-process use and "
     "custom TF Serving builds; stock TF Serving cannot load it).")
+
+
+# Distribution.
+_STRATEGY = flags.DEFINE_enum(
+    "distribution_strategy", _D.distribute.strategy, distribute.STRATEGIES,
+    "default: one device. mirrored: this host's devices. "
+    "multi_worker_mirrored: several hosts (TF_CONFIG), synchronous. "
+    "parameter_server: embedding tables sharded over the TF_CONFIG's ps tasks; "
+    "run the same command on every task (workers and ps only serve). See the "
+    "README's multi-host section.")
+_NUM_CPU_DEVICES = flags.DEFINE_integer(
+    "num_cpu_devices", _D.distribute.num_cpu_devices,
+    "Split the CPU into this many logical devices (mirrored without GPUs: "
+    "tests, overhead measurements); 0 keeps it whole.", lower_bound=0)
+_PS_MIN_SHARD_BYTES = flags.DEFINE_integer(
+    "ps_min_shard_bytes", _D.distribute.ps_min_shard_bytes,
+    "parameter_server: variables are split into shards of at least this "
+    "many bytes, at most one per ps task.", lower_bound=1)
+_CLUSTER_TIMEOUT = flags.DEFINE_integer(
+    "cluster_timeout_s", _D.distribute.cluster_timeout_s,
+    "Seconds a collective waits for the other workers before failing.",
+    lower_bound=1)
 
 
 def config_from_flags() -> config_lib.ExperimentConfig:
@@ -182,7 +211,12 @@ def config_from_flags() -> config_lib.ExperimentConfig:
       export=config_lib.ExportConfig(
           export_dir=_EXPORT_DIR.value or None,
           model_name=_MODEL_NAME.value,
-          scann_model=_SCANN_MODEL.value))
+          scann_model=_SCANN_MODEL.value),
+      distribute=distribute.DistributeConfig(
+          strategy=_STRATEGY.value,
+          num_cpu_devices=_NUM_CPU_DEVICES.value,
+          ps_min_shard_bytes=_PS_MIN_SHARD_BYTES.value,
+          cluster_timeout_s=_CLUSTER_TIMEOUT.value))
 
 
 class NaNLossError(RuntimeError):
@@ -212,8 +246,12 @@ class _StopOnNaN(tf.keras.callbacks.Callback):
           "divergence.")
 
 
-def _vocabulary(model_dir: str, train: pipeline.Ratings) -> pipeline.Vocabulary:
-  """The run's vocabularies: built from train, or reloaded when resuming."""
+def _vocabulary(model_dir: str, train: pipeline.Ratings,
+                write: bool = True) -> pipeline.Vocabulary:
+  """The run's vocabularies: built from train, or reloaded when resuming.
+
+  Only the chief `write`s; other workers build the same vocabulary.
+  """
   directory = os.path.join(model_dir, "vocabulary")
   built = pipeline.Vocabulary.from_ratings(train)
   if tf.io.gfile.exists(os.path.join(directory, "movie_ids.txt")):
@@ -223,17 +261,30 @@ def _vocabulary(model_dir: str, train: pipeline.Ratings) -> pipeline.Vocabulary:
       raise ValueError(
           f"{model_dir} holds a run on other data (its vocabulary differs "
           "from this split's). Use another --model_dir.")
-  else:
+  elif write:
     built.save(directory)
   return built
 
 
-def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
-  """Trains, evaluates and writes metrics.json; returns the metrics."""
+def run(cfg: config_lib.ExperimentConfig,
+        cluster_resolver=None) -> dict[str, object]:
+  """Trains, evaluates and writes metrics.json; returns the metrics.
+
+  Under a distributed strategy, only the chief evaluates, exports and writes
+  files; it does so on one device, from the final checkpoint. Other workers
+  return {} once training is done.
+
+  Args:
+    cfg: the run's configuration.
+    cluster_resolver: the parameter-server cluster (default: TF_CONFIG).
+  """
+  strategy = distribute.make_strategy(cfg.distribute, cluster_resolver)
+  chief = distribute.is_chief(strategy)
   model_dir = cfg.train.model_dir
-  tf.io.gfile.makedirs(model_dir)
-  with tf.io.gfile.GFile(os.path.join(model_dir, "config.json"), "w") as f:
-    f.write(cfg.to_json())
+  if chief:
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(os.path.join(model_dir, "config.json"), "w") as f:
+      f.write(cfg.to_json())
 
   data = cfg.data
   tf.keras.utils.set_random_seed(data.seed)  # Initial weights too.
@@ -244,7 +295,7 @@ def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
                                data.seed)
   logging.info("%s: %d ratings, %d train / %d test (%s split)", data.dataset,
                len(ratings), len(train), len(test), data.split)
-  vocabulary = _vocabulary(model_dir, train)
+  vocabulary = _vocabulary(model_dir, train, write=chief)
 
   train_counts = np.bincount(
       train.movie, minlength=len(train.movie_ids))
@@ -254,13 +305,29 @@ def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
   test_ds = pipeline.make_dataset(test, cfg.train.eval_batch_size,
                                   shuffle=False, movie_counts=train_counts)
 
-  model = model_lib.RecommenderModel(vocabulary.user_ids, vocabulary.movie_ids,
-                                     cfg.model)
-  model.compile(optimizer=model_lib.make_optimizer(model, cfg.optimizer),
-                steps_per_execution=cfg.train.steps_per_execution)
-  model(next(iter(test_ds)))  # BackupAndRestore needs a built model.
+  distributed = cfg.distribute.strategy != "default"
+  distribute.check_batch_size(strategy, cfg.train.batch_size,
+                              cfg.model.retrieval_batch_size)
+  parameter_server = distribute.is_parameter_server(strategy)
+  if parameter_server and cfg.train.eval_every_steps:
+    raise ValueError("--eval_every_steps needs batch-level callbacks, which "
+                     "Keras does not run under parameter_server; use 0.")
+  with strategy.scope():
+    model = model_lib.RecommenderModel(vocabulary.user_ids,
+                                       vocabulary.movie_ids, cfg.model)
+    model.compile(optimizer=model_lib.make_optimizer(model, cfg.optimizer),
+                  steps_per_execution=cfg.train.steps_per_execution)
+    model(next(iter(test_ds)))  # BackupAndRestore needs a built model.
 
   steps_per_epoch = int(train_ds.cardinality())
+  if distributed:
+    train_ds = distribute.distribute_training_data(
+        strategy,
+        lambda batch_size, num_shards, shard_index: pipeline.make_dataset(
+            train, batch_size, shuffle=True, seed=data.seed,
+            movie_counts=train_counts, drop_remainder=True,
+            num_shards=num_shards, shard_index=shard_index),
+        cfg.train.batch_size, steps_per_epoch)
   if cfg.train.eval_every_steps:
     sample = evaluate.held_out_sample(len(test), cfg.train.curve_sample_ratings)
     counter = evaluate.HeldOutCurve(
@@ -275,18 +342,33 @@ def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
   callbacks = [
       counter,
       tf.keras.callbacks.BackupAndRestore(
-          os.path.join(model_dir, "backup"), save_freq=backup_every),
-      _StopOnNaN(cfg.optimizer),
+          os.path.join(model_dir, "backup"),
+          save_freq="epoch" if parameter_server else backup_every),
+      # Keras runs no batch-level callbacks that read logs under
+      # parameter_server; a NaN is caught from the history there.
+      *([] if parameter_server else [_StopOnNaN(cfg.optimizer)]),
       tf.keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
       tf.keras.callbacks.ModelCheckpoint(
           os.path.join(model_dir, "checkpoints", "epoch-{epoch:03d}"),
           save_weights_only=True),
   ]
   start = time.perf_counter()
-  model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 2)
+  history = model.fit(
+      train_ds, epochs=cfg.train.epochs, callbacks=callbacks,
+      steps_per_epoch=steps_per_epoch if distributed else None,
+      verbose=1 if sys.stdout.isatty() else 2)
   train_seconds = time.perf_counter() - start
   epochs_run = counter.steps / steps_per_epoch
+  losses = history.history.get("loss", [])
+  if parameter_server and losses and not math.isfinite(float(losses[-1])):
+    raise NaNLossError(f"The training loss became {losses[-1]}. Lower the "
+                       "learning rates.")
+  if not chief:
+    return {}
+  if distributed:
+    # The chief's final checkpoint, on one device: what an export reads.
+    model, _, _ = export.load_trained(model_dir)
+    model.compile()
 
   ranking = model.evaluate(test_ds, return_dict=True, verbose=0)
   lists = evaluate.evaluate_lists(model, vocabulary, train, test, cfg.eval)
@@ -318,7 +400,10 @@ def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  metrics = run(config_from_flags())
+  cfg = config_from_flags()
+  if distribute.serve_if_server_task(cfg.distribute):
+    return
+  metrics = run(cfg)
   print(json.dumps(metrics, indent=2))
 
 
