@@ -161,8 +161,11 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """Whether this process writes the run's files (checkpoints, metrics).
 
   The "chief" task if the cluster has one, otherwise worker 0; a process
-  outside any cluster is its own chief.
+  outside any cluster is its own chief, and so is a parameter-server
+  strategy's coordinator.
   """
+  if is_parameter_server(strategy):
+    return True  # Only the coordinator runs the training program.
   resolver = getattr(strategy, "cluster_resolver", None)
   if resolver is None or not resolver.cluster_spec().as_dict():
     return True

@@ -250,10 +250,13 @@ def _vocabulary(model_dir: str, train: pipeline.Ratings,
                 write: bool = True) -> pipeline.Vocabulary:
   """The run's vocabularies: built from train, or reloaded when resuming.
 
-  Only the chief `write`s; other workers build the same vocabulary.
+  Only the chief `write`s (and checks); other workers build the same
+  vocabulary from the same split.
   """
   directory = os.path.join(model_dir, "vocabulary")
   built = pipeline.Vocabulary.from_ratings(train)
+  if not write:
+    return built
   if tf.io.gfile.exists(os.path.join(directory, "movie_ids.txt")):
     saved = pipeline.Vocabulary.load(directory)
     if not (list(saved.movie_ids) == list(built.movie_ids) and
@@ -261,7 +264,7 @@ def _vocabulary(model_dir: str, train: pipeline.Ratings,
       raise ValueError(
           f"{model_dir} holds a run on other data (its vocabulary differs "
           "from this split's). Use another --model_dir.")
-  elif write:
+  else:
     built.save(directory)
   return built
 
@@ -318,6 +321,11 @@ def run(cfg: config_lib.ExperimentConfig,
     model.compile(optimizer=model_lib.make_optimizer(model, cfg.optimizer),
                   steps_per_execution=cfg.train.steps_per_execution)
     model(next(iter(test_ds)))  # BackupAndRestore needs a built model.
+  if distributed and not parameter_server:
+    # Keras's default sums each replica's already all-reduced metrics across
+    # workers (AUC 1.4 on two workers). The logged `loss` is then replica 0's
+    # share of the batch-summed loss, not the global batch's.
+    model.distribute_reduction_method = "first"
 
   steps_per_epoch = int(train_ds.cardinality())
   if distributed:
@@ -363,6 +371,14 @@ def run(cfg: config_lib.ExperimentConfig,
   if parameter_server and losses and not math.isfinite(float(losses[-1])):
     raise NaNLossError(f"The training loss became {losses[-1]}. Lower the "
                        "learning rates.")
+  distributed_metrics = {}
+  if distributed and not parameter_server:
+    # Every worker takes part; compared below with the checkpoint's metrics.
+    distributed_metrics["test_in_training_strategy"] = {
+        k: float(v) for k, v in model.evaluate(
+            test_ds, return_dict=True, verbose=0).items()}
+  if parameter_server:
+    distributed_metrics["embedding_shards"] = distribute.embedding_shards(model)
   if not chief:
     return {}
   if distributed:
@@ -381,8 +397,12 @@ def run(cfg: config_lib.ExperimentConfig,
       "epochs_run": epochs_run,
       "train_seconds": train_seconds,
       "train_ratings_per_s": epochs_run * len(train) / train_seconds,
+      "train_loss_by_epoch": [float(x) for x in losses],
       "test": {k: float(v) for k, v in ranking.items()},
       "lists": lists,
+      "distribution_strategy": cfg.distribute.strategy,
+      "replicas_per_step": distribute.replicas_per_step(strategy),
+      **distributed_metrics,
   }
   if cfg.train.eval_every_steps:
     metrics["curve"] = counter.points
