@@ -252,5 +252,6 @@ def embedding_shards(model: tf.keras.Model) -> dict[str, list[str]]:
     if isinstance(layer, tf.keras.layers.Embedding):
       table = layer.embeddings
       parts = getattr(table, "variables", [table])
-      shards[table.name] = [p.device for p in parts]
+      name = parts[0].name.split(":")[0].split("/part_")[0]
+      shards[name] = [p.device for p in parts]
   return shards

@@ -207,6 +207,9 @@ class StepCounter(tf.keras.callbacks.Callback):
 
   def __init__(self):
     super().__init__()
+    # It reads no logs, so Keras may skip converting them, and runs it under
+    # ParameterServerStrategy too, which refuses other batch-level callbacks.
+    self._supports_tf_logs = True
     self.steps = 0
     self._first = 0
 
