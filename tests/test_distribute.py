@@ -152,3 +152,35 @@ def test_parameter_server_shards_tables_over_ps_and_reduces_the_loss(
   assert isinstance(table, tf.Variable)
   assert table.shape[0] == len(vocabulary.user_ids) + 1
   assert metrics["test"]["ranking_auc"] > 0.5
+
+
+def _pairs(batch):
+  return set(zip(batch["user_id"].numpy().tolist(),
+                 batch["movie_id"].numpy().tolist()))
+
+
+def test_worker_shards_of_a_pass_are_disjoint_and_make_the_global_batches():
+  n = 100
+  ratings = pipeline.Ratings(
+      user_ids=np.array([str(i).encode() for i in range(n)]),
+      movie_ids=np.array([b"a", b"b", b"c"]),
+      user=np.arange(n, dtype=np.int32),
+      movie=(np.arange(n) % 3).astype(np.int32),
+      rating=np.full(n, 4.0, np.float32),
+      timestamp=np.arange(n, dtype=np.int64))
+  one_device = pipeline.make_dataset(ratings, 20, seed=7, drop_remainder=True)
+  shards = [pipeline.make_dataset(ratings, 10, seed=7, drop_remainder=True,
+                                  num_shards=2, shard_index=w)
+            for w in range(2)]
+  assert [int(s.cardinality()) for s in shards] == [5, 5]
+  passes = []
+  for _ in range(2):  # Each pass reshuffles, identically on every worker.
+    global_batches = [_pairs(b) for b in one_device]
+    worker_batches = [[_pairs(b) for b in shard] for shard in shards]
+    seen = set()
+    for step, (first, second) in enumerate(zip(*worker_batches)):
+      assert not first & second and not (first | second) & seen
+      assert first | second == global_batches[step]
+      seen |= first | second
+    passes.append(global_batches)
+  assert passes[0] != passes[1]
