@@ -1,11 +1,11 @@
 r"""Training throughput under each tf.distribute strategy on this host.
 
-  python -m ncf_tfrs.bench_distribute --bench_data_dir /tmp/tfds
+  python -m ncf_tfrs.bench_distribute --runs_data_dir /tmp/tfds
 
 Runs the train command as it is run in production (real processes, loopback
-TF_CONFIG for the multi-worker case) for `--short_epochs` and `--long_epochs`
-epochs, and reports ratings/s of the difference, so start-up, tracing and
-evaluation cancel out. On a host with one CPU socket the strategies share the
+TF_CONFIG for the multi-worker case) for `--epochs` epochs, `--repeats` times,
+and reports the median ratings/s of the epochs after the first (the chief's
+`epoch_seconds`), so start-up and tracing are left out. On a host with one CPU socket the strategies share the
 same cores: the figures show the overhead of each strategy, not a speed-up.
 """
 
@@ -20,16 +20,23 @@ import tempfile
 
 from absl import app
 from absl import flags
+import numpy as np
 
-_FLAGFILE = flags.DEFINE_string("flagfile_for_runs", "configs/ml32m.flags",
-                                "Flagfile of the measured runs.")
-_DATASET = flags.DEFINE_string("bench_dataset", "synthetic-small",
-                               "Dataset of the measured runs.")
-_DATA_DIR = flags.DEFINE_string("bench_data_dir", None, "TFDS data dir.")
-_SHORT = flags.DEFINE_integer("short_epochs", 2, "Epochs of the short run.")
-_LONG = flags.DEFINE_integer("long_epochs", 8, "Epochs of the long run.")
-_OUTPUT = flags.DEFINE_string("output", "bench_distribute.json", "JSON out.")
-_TIMEOUT = flags.DEFINE_integer("timeout_s", 900, "Limit of each run.")
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Flags exist only when this runs as a program, never on import."""
+  flags.DEFINE_string("runs_flagfile", "configs/ml32m.flags",
+                      "Flagfile of the measured runs.")
+  flags.DEFINE_string("runs_dataset", "synthetic-small",
+                      "Dataset of the measured runs.")
+  flags.DEFINE_string("runs_data_dir", None, "TFDS data dir of the runs.")
+  flags.DEFINE_integer("epochs", 4, "Epochs of each run; the first is not "
+                       "timed.")
+  flags.DEFINE_integer("repeats", 3, "Runs per setup; the median is kept.")
+  flags.DEFINE_string("output", "bench_distribute.json", "JSON written.")
+  flags.DEFINE_integer("run_timeout_s", 900, "Limit of each run.")
 
 # name -> (strategy flag, processes, extra flags)
 SETUPS = {
@@ -50,18 +57,18 @@ def _free_ports(count: int) -> list[int]:
       s.close()
 
 
-def train_seconds(strategy: str, processes: int, extra: list[str],
-                  epochs: int) -> tuple[float, int]:
-  """Seconds and ratings the chief trained in one run of the train command.
-  """
+def ratings_per_s(strategy: str, processes: int, extra: list[str],
+                  epochs: int) -> float:
+  """Training ratings/s after the first epoch, in one train command run."""
   with tempfile.TemporaryDirectory() as model_dir:
     command = [sys.executable, "-m", "ncf_tfrs.train",
-               f"--flagfile={_FLAGFILE.value}", f"--dataset={_DATASET.value}",
+               f"--flagfile={FLAGS.runs_flagfile}",
+               f"--dataset={FLAGS.runs_dataset}",
                f"--model_dir={model_dir}", "--export_dir=", "--eval_users=100",
                f"--epochs={epochs}", f"--distribution_strategy={strategy}",
                *extra]
-    if _DATA_DIR.value:
-      command.append(f"--data_dir={_DATA_DIR.value}")
+    if FLAGS.runs_data_dir:
+      command.append(f"--data_dir={FLAGS.runs_data_dir}")
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(processes)]}
     runs = []
     for index in range(processes):
@@ -73,7 +80,7 @@ def train_seconds(strategy: str, processes: int, extra: list[str],
                                    stderr=subprocess.PIPE))
     try:
       for run in runs:
-        _, err = run.communicate(timeout=_TIMEOUT.value)
+        _, err = run.communicate(timeout=FLAGS.run_timeout_s)
         if run.returncode:
           raise RuntimeError(err.decode(errors="replace")[-3000:])
     finally:
@@ -84,29 +91,31 @@ def train_seconds(strategy: str, processes: int, extra: list[str],
       metrics = json.load(f)
     with open(os.path.join(model_dir, "config.json")) as f:
       batch_size = json.load(f)["train"]["batch_size"]
-  return metrics["train_seconds"], metrics["steps_run"] * batch_size
+  ratings_per_epoch = metrics["steps_run"] // epochs * batch_size
+  timed = metrics["epoch_seconds"][1:]
+  return ratings_per_epoch * len(timed) / sum(timed)
 
 
 def main(argv):
   del argv
   results = []
   for name, (strategy, processes, extra) in SETUPS.items():
-    short, short_ratings = train_seconds(strategy, processes, extra,
-                                         _SHORT.value)
-    long, long_ratings = train_seconds(strategy, processes, extra, _LONG.value)
+    rates = [ratings_per_s(strategy, processes, extra, FLAGS.epochs)
+             for _ in range(FLAGS.repeats)]
     results.append({"setup": name, "strategy": strategy,
-                    "processes": processes,
-                    "ratings_timed": long_ratings - short_ratings,
-                    "ratings_per_s": (long_ratings - short_ratings) /
-                                     (long - short)})
+                    "processes": processes, "epochs": FLAGS.epochs,
+                    "repeats": rates,
+                    "ratings_per_s": float(np.median(rates))})
     print(results[-1], flush=True)
-  with open(_OUTPUT.value, "w") as f:
-    json.dump({"flagfile": _FLAGFILE.value, "dataset": _DATASET.value,
+  with open(FLAGS.output, "w") as f:
+    json.dump({"flagfile": FLAGS.runs_flagfile, "dataset": FLAGS.runs_dataset,
                "cpus": os.cpu_count(), "results": results}, f, indent=2)
-  print("\n| setup | ratings/s |\n|---|---|")
+  print("\n| setup | ratings/s (median) | runs |\n|---|---|---|")
   for r in results:
-    print(f"| {r['setup']} | {r['ratings_per_s']:,.0f} |")
+    runs = ", ".join(f"{x:,.0f}" for x in r["repeats"])
+    print(f"| {r['setup']} | {r['ratings_per_s']:,.0f} | {runs} |")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

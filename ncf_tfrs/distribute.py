@@ -124,10 +124,9 @@ def make_strategy(
       devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices=devices)
   if config.strategy == "multi_worker_mirrored":
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+    return tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=config.cluster_timeout_s))
-    return strategy
   resolver = (cluster_resolver or
               tf.distribute.cluster_resolver.TFConfigClusterResolver())
   num_ps = len(resolver.cluster_spec().as_dict().get("ps", []))

@@ -220,6 +220,26 @@ class StepCounter(tf.keras.callbacks.Callback):
     self.steps += int(batch) - self._first + 1
 
 
+class EpochTimer(tf.keras.callbacks.Callback):
+  """Wall-clock seconds of each epoch's training steps.
+
+  Later epochs exclude start-up and tracing, so throughput comparisons (one
+  device vs a distribution strategy) read them instead of the run's total.
+  Placed first among the callbacks, it also leaves out the time the others
+  spend at epoch ends (checkpoints).
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.seconds: list[float] = []
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.seconds.append(time.perf_counter() - self._start)
+
+
 class HeldOutCurve(StepCounter):
   """Evaluates held-out ratings during training: the learning curve.
 

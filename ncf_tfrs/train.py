@@ -347,7 +347,9 @@ def run(cfg: config_lib.ExperimentConfig,
   # BackupAndRestore counts calls of its batch hook, one per execution.
   backup_every = -(-min(cfg.train.checkpoint_every_steps, steps_per_epoch) //
                    cfg.train.steps_per_execution)
+  epoch_timer = evaluate.EpochTimer()
   callbacks = [
+      epoch_timer,
       counter,
       tf.keras.callbacks.BackupAndRestore(
           os.path.join(model_dir, "backup"),
@@ -398,6 +400,7 @@ def run(cfg: config_lib.ExperimentConfig,
       "train_seconds": train_seconds,
       "train_ratings_per_s": epochs_run * len(train) / train_seconds,
       "train_loss_by_epoch": [float(x) for x in losses],
+      "epoch_seconds": epoch_timer.seconds,
       "test": {k: float(v) for k, v in ranking.items()},
       "lists": lists,
       "distribution_strategy": cfg.distribute.strategy,

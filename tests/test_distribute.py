@@ -42,9 +42,9 @@ def _start(command, cluster, task_type, index, log_dir):
   tf_config = {"cluster": cluster, "task": {"type": task_type, "index": index}}
   env = dict(os.environ, TF_CONFIG=json.dumps(tf_config),
              TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-  log = open(os.path.join(log_dir, f"{task_type}-{index}.log"), "wb")  # pylint: disable=consider-using-with
-  return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
-                          stderr=subprocess.STDOUT)
+  with open(os.path.join(log_dir, f"{task_type}-{index}.log"), "wb") as log:
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
 
 
 def _log(log_dir, name):
@@ -79,6 +79,24 @@ def _test_split(data_dir):
   return train, test
 
 
+def _assert_restores_under_mirrored(model, vocabulary, model_dir):
+  """The checkpoint also loads under another strategy, with equal weights."""
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  with strategy.scope():
+    mirrored = type(model)(vocabulary.user_ids, vocabulary.movie_ids,
+                           model.config)
+    users = tf.constant(vocabulary.user_ids[:50])
+    movies = tf.constant(vocabulary.movie_ids[:50])
+    mirrored({"user_id": users, "movie_id": movies})
+    mirrored.load_weights(export.latest_checkpoint(model_dir)).expect_partial()
+  np.testing.assert_allclose(mirrored.query_embeddings(users),
+                             model.query_embeddings(users))
+  np.testing.assert_allclose(mirrored.rerank_logits(users[:, None],
+                                                    movies[:, None]),
+                             model.rerank_logits(users[:, None],
+                                                 movies[:, None]), rtol=1e-6)
+
+
 def test_multi_worker_mirrored_two_workers_train_and_chief_checkpoint_restores(
     data_dir, tmp_path):
   model_dir, log_dir = tmp_path / "run", tmp_path
@@ -99,7 +117,8 @@ def test_multi_worker_mirrored_two_workers_train_and_chief_checkpoint_restores(
 
   # The chief's checkpoint, restored here on one device, predicts what the
   # two-worker model predicted in training.
-  model, _, _ = export.load_trained(str(model_dir))
+  model, vocabulary, _ = export.load_trained(str(model_dir))
+  _assert_restores_under_mirrored(model, vocabulary, str(model_dir))
   model.compile()
   train, test = _test_split(data_dir)
   counts = np.bincount(train.movie, minlength=len(train.movie_ids))
@@ -151,6 +170,7 @@ def test_parameter_server_shards_tables_over_ps_and_reduces_the_loss(
   table = model.query_tower.embedding.embeddings
   assert isinstance(table, tf.Variable)
   assert table.shape[0] == len(vocabulary.user_ids) + 1
+  _assert_restores_under_mirrored(model, vocabulary, str(model_dir))
   assert metrics["test"]["ranking_auc"] > 0.5
 
 
