@@ -15,9 +15,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# Trains, evaluates and exports on synthetic MovieLens-shaped data (no download).
+# Trains, evaluates and exports on synthetic MovieLens-shaped data (no download),
+# then recommends from the export.
 demo: $(VENV)/.installed
 	$(BIN)/python -m ncf_tfrs.train --flagfile configs/demo.flags
+	$(BIN)/python -m ncf_tfrs.recommend --export_dir export --model_name ncf_tfrs --user_id 1 --k 10
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

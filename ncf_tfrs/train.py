@@ -30,6 +30,7 @@ from ncf_tfrs import evaluate
 from ncf_tfrs import export
 from ncf_tfrs import model as model_lib
 from ncf_tfrs import pipeline
+from ncf_tfrs import projector
 
 import numpy as np  # pylint: disable=g-bad-import-order
 import tensorflow as tf  # pylint: disable=g-bad-import-order
@@ -143,6 +144,11 @@ _SCANN_MODEL = flags.DEFINE_bool(
     "scann_model", _D.export.scann_model,
     "Also export the SavedModel with the ScaNN op inside (in-process use and "
     "custom TF Serving builds; stock TF Serving cannot load it).")
+
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config", False,
+    "Print the run's resolved configuration as JSON and exit: what a "
+    "flagfile plus overrides amounts to, without loading data.")
 
 
 # Distribution.
@@ -269,6 +275,21 @@ def _vocabulary(model_dir: str, train: pipeline.Ratings,
   return built
 
 
+def _write_projector(log_dir: str, model: model_lib.RecommenderModel,
+                     vocabulary: pipeline.Vocabulary,
+                     movies: pipeline.Movies) -> None:
+  """The trained movie embeddings, titled, for TensorBoard's projector."""
+  catalog = vocabulary.movie_ids.astype(bytes)
+  row = {m: i for i, m in enumerate(movies.movie_ids.astype(bytes))}
+  rows = [row.get(m) for m in catalog]
+  projector.write_projector(
+      log_dir, catalog,
+      model.candidate_embeddings(tf.constant(catalog)).numpy(),
+      titles=["" if i is None else movies.titles[i] for i in rows],
+      genres=[[] if i is None else movies.genres[i] for i in rows],
+      counts=vocabulary.movie_counts)
+
+
 def run(cfg: config_lib.ExperimentConfig,
         cluster_resolver=None) -> dict[str, object]:
   """Trains, evaluates and writes metrics.json; returns the metrics.
@@ -390,6 +411,7 @@ def run(cfg: config_lib.ExperimentConfig,
 
   ranking = model.evaluate(test_ds, return_dict=True, verbose=0)
   lists = evaluate.evaluate_lists(model, vocabulary, train, test, cfg.eval)
+  _write_projector(os.path.join(model_dir, "logs"), model, vocabulary, movies)
   metrics = {
       "dataset": data.dataset,
       "split": data.split,
@@ -424,6 +446,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cfg = config_from_flags()
+  if _PRINT_CONFIG.value:
+    print(cfg.to_json())
+    return
   if distribute.serve_if_server_task(cfg.distribute):
     return
   metrics = run(cfg)

@@ -53,6 +53,8 @@ def test_train_writes_model_dir_metrics_curve_and_export(data_dir, tmp_path):
   assert len(vocab.movie_ids) > 1000
   assert os.listdir(tmp_path / "checkpoints")
   assert os.listdir(tmp_path / "logs")
+  with open(tmp_path / "logs" / "metadata.tsv") as f:
+    assert len(f.read().splitlines()) == len(vocab.movie_ids) + 1  # + header
 
   assert metrics["steps_run"] == 9
   curve = metrics["curve"]
