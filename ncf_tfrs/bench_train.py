@@ -57,7 +57,7 @@ def notebook_stage(dataset: str, data_dir: str | None, split: str = "random",
     steps = min(steps, -(-max_train_ratings // baseline.BATCH_SIZE))
     train_ds = train_ds.take(steps)
   curve = evaluate.HeldOutCurve(
-      baseline.test_dataset(data.test_x[sample], data.test_y[sample]),
+      baseline.ordered_dataset(data.test_x[sample], data.test_y[sample]),
       every_steps=max(1, steps // curve_points),
       ratings_per_step=baseline.BATCH_SIZE)
   model = baseline.make_model(data)
@@ -65,7 +65,7 @@ def notebook_stage(dataset: str, data_dir: str | None, split: str = "random",
   train_seconds = curve.points[-1]["train_seconds"]
   start = time.perf_counter()
   test_metrics = model.evaluate(
-      baseline.test_dataset(data.test_x, data.test_y), return_dict=True,
+      baseline.ordered_dataset(data.test_x, data.test_y), return_dict=True,
       verbose=0)
   trained = min(len(data.train_x), steps * baseline.BATCH_SIZE)
   for point in curve.points:
@@ -156,9 +156,8 @@ def throughput_stage(dataset: str, data_dir: str | None,
   steps = window_steps * 10
   notebook_x = notebook.train_x[order[:steps * baseline.BATCH_SIZE]]
   notebook_y = notebook.train_y[order[:steps * baseline.BATCH_SIZE]]
-  notebook_ds = tf.data.Dataset.from_tensor_slices(
-      (notebook_x, notebook_y)).batch(baseline.BATCH_SIZE).map(
-          baseline._features)  # pylint: disable=protected-access
+  notebook_ds = baseline.ordered_dataset(notebook_x, notebook_y,
+                                         baseline.BATCH_SIZE)
 
   def product(config):
     model = model_lib.RecommenderModel(vocabulary.user_ids,
