@@ -77,6 +77,19 @@ _RETRIEVAL_WEIGHT = flags.DEFINE_float(
 _RANKING_WEIGHT = flags.DEFINE_float(
     "ranking_weight", _D.model.ranking_weight,
     "Weight of the ranking loss (0 skips the task).", lower_bound=0.0)
+_RATING_WEIGHT = flags.DEFINE_float(
+    "rating_weight", _D.model.rating_weight,
+    "Weight of the ordinal rating task, which trains the NCF logit on every "
+    "half-star threshold of the rating (0 skips it; needs ranking_weight > "
+    "0).", lower_bound=0.0)
+_RETRIEVAL_L2 = flags.DEFINE_float(
+    "retrieval_l2", _D.model.retrieval_l2,
+    "L2 penalty on the retrieval embedding rows a batch looks up.",
+    lower_bound=0.0)
+_NCF_L2 = flags.DEFINE_float(
+    "ncf_l2", _D.model.ncf_l2,
+    "L2 penalty on the NCF embedding rows a batch looks up and on its Dense "
+    "kernels.", lower_bound=0.0)
 _RETRIEVAL_BATCH = flags.DEFINE_integer(
     "retrieval_batch_size", _D.model.retrieval_batch_size,
     "The in-batch softmax runs over chunks of this many ratings of each "
@@ -197,6 +210,9 @@ def config_from_flags() -> config_lib.ExperimentConfig:
           ncf_mlp_layers=mlp_layers,
           retrieval_weight=_RETRIEVAL_WEIGHT.value,
           ranking_weight=_RANKING_WEIGHT.value,
+          rating_weight=_RATING_WEIGHT.value,
+          retrieval_l2=_RETRIEVAL_L2.value,
+          ncf_l2=_NCF_L2.value,
           retrieval_batch_size=_RETRIEVAL_BATCH.value,
           sampling_bias_correction=_BIAS_CORRECTION.value,
           remove_accidental_hits=_ACCIDENTAL_HITS.value),

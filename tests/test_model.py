@@ -247,3 +247,63 @@ def test_needs_a_positive_task_weight():
   with pytest.raises(ValueError):
     model_lib.RecommenderModel(USERS, MOVIES, model_lib.ModelConfig(
         retrieval_weight=0.0, ranking_weight=0.0))
+
+
+def test_rating_task_needs_the_ranking_task():
+  with pytest.raises(ValueError, match="ranking_weight"):
+    model_lib.RecommenderModel(USERS, MOVIES, dataclasses.replace(
+        SMALL, ranking_weight=0.0, rating_weight=1.0))
+
+
+def test_rating_task_is_an_ordinal_model_of_the_liked_logit():
+  config = dataclasses.replace(SMALL, retrieval_weight=0.0, ranking_weight=1.0,
+                               rating_weight=1.0)
+  model = _compiled(config)
+  rows = _ratings(32)
+  rows[features.RATING] = np.resize(np.arange(1, 11, dtype=np.float32) / 2, 32)
+  inputs = _tensors(rows)
+  logits = model.ncf(inputs).numpy()
+  threshold_logits = model.rating_thresholds(tf.constant(logits)).numpy()
+  thresholds = np.arange(1, 10) / 2
+  # P(rating > 3) is the liked probability itself, and the threshold
+  # probabilities fall as the threshold rises.
+  np.testing.assert_allclose(threshold_logits[:, thresholds == 3.0][:, 0],
+                             logits, rtol=1e-6)
+  assert np.all(np.diff(threshold_logits, axis=1) < 0)
+  # The rating loss is the cross-entropy of every threshold, averaged over
+  # thresholds and summed over ratings.
+  above = (rows[features.RATING][:, None] > thresholds).astype(np.float32)
+  prob = 1 / (1 + np.exp(-threshold_logits))
+  expected_rating = -np.sum(np.mean(
+      above * np.log(prob) + (1 - above) * np.log(1 - prob), axis=1))
+  liked = rows[features.LIKED]
+  p = 1 / (1 + np.exp(-logits))
+  expected_ranking = -np.sum(liked * np.log(p) + (1 - liked) * np.log(1 - p))
+  np.testing.assert_allclose(model.compute_loss(inputs).numpy(),
+                             expected_ranking + expected_rating, rtol=1e-4)
+
+
+def test_rating_task_teaches_the_liked_logit_what_liked_labels_cannot():
+  # No rating is liked, so the liked labels say nothing; the ratings (2.5
+  # for pairs of equal parity, 0.5 otherwise) say which pairs come closer.
+  def rows(num, seed):
+    data = _ratings(num, seed=seed, planted=True)
+    data[features.RATING] = np.where(data[features.LIKED] > 0, 2.5,
+                                     0.5).astype(np.float32)
+    closer = data[features.LIKED].copy()
+    data[features.LIKED] = np.zeros(num, np.float32)
+    return data, closer
+
+  train, _ = rows(2000, seed=0)
+  held_out, closer = rows(500, seed=1)
+  aucs = {}
+  for rating_weight in (0.0, 1.0):
+    model = _compiled(dataclasses.replace(
+        SMALL, retrieval_weight=0.0, rating_weight=rating_weight))
+    model.fit(_dataset(train, 100), epochs=12, verbose=0)
+    logits = model.ncf(_tensors(held_out)).numpy()
+    # AUC from the logits: the liked probabilities are all close to 0.
+    aucs[rating_weight] = np.mean(
+        logits[closer > 0][:, None] > logits[closer == 0][None, :])
+  assert aucs[1.0] > 0.9
+  assert aucs[0.0] < 0.7
