@@ -156,23 +156,42 @@ def _ranking_metrics() -> List[tf.keras.metrics.Metric]:
   ]
 
 
+@tf.custom_gradient
+def _diagonal_softmax_cross_entropy(logits: tf.Tensor):
+  """-log softmax(logits)[i, i] per row i, for square logits [N, N].
+
+  The gradient, softmax - identity, reuses the forward pass's exponentials:
+  no second exp over the logits, and no label matrix.
+  """
+  top = tf.stop_gradient(tf.reduce_max(logits, axis=1, keepdims=True))
+  exp = tf.exp(logits - top)
+  total = tf.reduce_sum(exp, axis=1, keepdims=True)
+  loss = tf.squeeze(tf.math.log(total) + top, 1) - tf.linalg.diag_part(logits)
+
+  def grad(upstream):
+    softmax = exp * (upstream[:, tf.newaxis] / total)
+    return tf.linalg.set_diag(
+        softmax, tf.linalg.diag_part(softmax) - upstream)
+
+  return loss, grad
+
+
 class InBatchSoftmaxLoss(tf.keras.losses.Loss):
   """The retrieval task's softmax cross-entropy, without its dense labels.
 
   `tfrs.tasks.Retrieval` scores every query of a chunk against every
   candidate and passes `tf.eye` as labels: query i's positive is candidate i.
   Keras's categorical cross-entropy then reads a [chunk, chunk] label matrix
-  per chunk, in the forward and the backward pass; on CPU that made the loss
-  the most expensive op of a training step. This loss uses the sparse form
-  (label of row i = i), which gives the same values and gradients. It relies
-  on the positives being on the diagonal, so it cannot be combined with
-  hard-negative mining, which reorders the candidates.
+  per chunk, in the forward and the backward pass, and TF's fused softmax
+  cross-entropy kernels were the most expensive ops of a training step on
+  CPU. This loss knows the positives are on the diagonal and computes the
+  same values and gradients in fewer passes over the logits. It cannot be
+  combined with hard-negative mining, which reorders the candidates.
   """
 
   def call(self, y_true, y_pred):
     del y_true  # tf.eye; the positives are on the diagonal.
-    labels = tf.range(tf.shape(y_pred)[0])
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, y_pred)
+    return _diagonal_softmax_cross_entropy(y_pred)
 
 
 class RecommenderModel(tfrs.Model):
@@ -233,7 +252,8 @@ class RecommenderModel(tfrs.Model):
               if config.num_hard_negatives is None else None),
         temperature=config.temperature,
         num_hard_negatives=config.num_hard_negatives,
-        remove_accidental_hits=config.remove_accidental_hits,
+        # Accidental hits are masked with `score_mask` (see retrieval_loss).
+        remove_accidental_hits=False,
         name="retrieval")
     self.ranking_task = tfrs.tasks.Ranking(
         loss=tf.keras.losses.BinaryCrossentropy(
@@ -360,6 +380,16 @@ class RecommenderModel(tfrs.Model):
       columns["candidate_ids"] = self.candidate_tower.lookup(movie_ids)
 
     def chunk_loss(chunk: Mapping[str, tf.Tensor]) -> tf.Tensor:
+      chunk = dict(chunk)
+      ids = chunk.pop("candidate_ids", None)
+      if ids is not None:
+        # TFRS's accidental-hit removal builds its mask from float one-hot
+        # labels in five passes over the chunk's logits; a boolean mask of
+        # "different movie, or the positive itself" does the same in two.
+        size = tf.shape(ids)[0]
+        chunk["score_mask"] = tf.logical_or(
+            tf.not_equal(ids[:, tf.newaxis], ids[tf.newaxis, :]),
+            tf.eye(size, dtype=tf.bool))
       return self.retrieval_task(
           **chunk, compute_metrics=False, compute_batch_metrics=False)
 

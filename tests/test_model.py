@@ -143,12 +143,24 @@ def test_one_chunk_loss_equals_retrieval_task(chunk):
   rows = _tensors(_ratings(48))
   model = model_lib.RecommenderModel(
       USERS, MOVIES, dataclasses.replace(SMALL, retrieval_batch_size=chunk))
-  expected = tfrs.tasks.Retrieval(remove_accidental_hits=True)(
-      model.query_embeddings(rows[features.USER_ID]),
-      model.candidate_embeddings(rows[features.MOVIE_ID]),
-      candidate_sampling_probability=rows[model_lib.MOVIE_SAMPLING_PROB],
-      candidate_ids=rows[features.MOVIE_ID])
-  np.testing.assert_allclose(model.retrieval_loss(rows), expected, rtol=1e-6)
+  # Repeated movies, so that accidental hits occur.
+  rows[features.MOVIE_ID] = tf.constant(np.array(MOVIES)[np.arange(48) % 7])
+  stock = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+  model(rows)  # Builds the tables.
+  tables = [model.query_tower.embedding.embeddings,
+            model.candidate_tower.embedding.embeddings]
+  with tf.GradientTape(persistent=True) as tape:
+    expected = stock(
+        model.query_embeddings(rows[features.USER_ID]),
+        model.candidate_embeddings(rows[features.MOVIE_ID]),
+        candidate_sampling_probability=rows[model_lib.MOVIE_SAMPLING_PROB],
+        candidate_ids=rows[features.MOVIE_ID])
+    actual = model.retrieval_loss(rows)
+  np.testing.assert_allclose(actual, expected, rtol=1e-6)
+  for table in tables:
+    np.testing.assert_allclose(
+        tf.convert_to_tensor(tape.gradient(actual, table)),
+        tf.convert_to_tensor(tape.gradient(expected, table)), atol=1e-6)
 
 
 def test_in_batch_softmax_loss_matches_dense_label_cross_entropy():
