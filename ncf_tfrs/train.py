@@ -195,6 +195,9 @@ def config_from_flags() -> config_lib.ExperimentConfig:
         f"--ncf_mlp_layers must be integers, got {_NCF_MLP.value}") from e
   if not 0.0 < _TEST_FRACTION.value < 1.0:
     raise app.UsageError("--test_fraction must be strictly between 0 and 1.")
+  if _RATING_WEIGHT.value and not _RANKING_WEIGHT.value:
+    raise app.UsageError("--rating_weight trains the NCF scorer next to the "
+                         "ranking task: it needs --ranking_weight > 0.")
   return config_lib.ExperimentConfig(
       data=config_lib.DataConfig(
           dataset=_DATASET.value,

@@ -116,6 +116,10 @@ def test_bad_flags_are_rejected_with_the_flag_named():
     with pytest.raises(Exception, match="ncf_mlp_layers"):
       train.config_from_flags()
   with flagsaver.flagsaver():
+    flags.FLAGS(["train", "--ranking_weight=0", "--rating_weight=1"])
+    with pytest.raises(Exception, match="rating_weight"):
+      train.config_from_flags()
+  with flagsaver.flagsaver():
     with pytest.raises(flags.IllegalFlagValueError, match="epochs"):
       flags.FLAGS(["train", "--epochs=0"])
 
