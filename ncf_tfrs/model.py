@@ -66,6 +66,19 @@ class ModelConfig:
   ncf_l2: float = 0.0
   rating_weight: float = 0.0
 
+  def __post_init__(self):
+    if min(self.retrieval_weight, self.ranking_weight, self.rating_weight) < 0:
+      raise ValueError(f"Task weights must be >= 0: {self}")
+    if not self.retrieval_weight and not self.ranking_weight:
+      raise ValueError("At least one of retrieval_weight and ranking_weight "
+                       "must be positive.")
+    if self.rating_weight and not self.ranking_weight:
+      raise ValueError("rating_weight > 0 needs ranking_weight > 0: the "
+                       "rating task trains the NCF scorer next to the ranking "
+                       "task.")
+    if self.retrieval_batch_size is not None and self.retrieval_batch_size < 1:
+      raise ValueError(f"retrieval_batch_size must be positive: {self}")
+
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
@@ -221,17 +234,6 @@ class RecommenderModel(tfrs.Model):
       config: Architecture and loss settings.
     """
     super().__init__()
-    if min(config.retrieval_weight, config.ranking_weight,
-           config.rating_weight) < 0:
-      raise ValueError(f"Task weights must be >= 0: {config}")
-    if not config.retrieval_weight and not config.ranking_weight:
-      raise ValueError("At least one task weight must be positive.")
-    if config.rating_weight and not config.ranking_weight:
-      raise ValueError("The rating task trains the NCF scorer alongside the "
-                       f"ranking task; it needs ranking_weight > 0: {config}")
-    if config.retrieval_batch_size is not None and (
-        config.retrieval_batch_size < 1):
-      raise ValueError(f"retrieval_batch_size must be positive: {config}")
     self._config = config
 
     self.query_tower = towers.IdEmbedding(

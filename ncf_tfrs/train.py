@@ -195,53 +195,54 @@ def config_from_flags() -> config_lib.ExperimentConfig:
         f"--ncf_mlp_layers must be integers, got {_NCF_MLP.value}") from e
   if not 0.0 < _TEST_FRACTION.value < 1.0:
     raise app.UsageError("--test_fraction must be strictly between 0 and 1.")
-  if _RATING_WEIGHT.value and not _RANKING_WEIGHT.value:
-    raise app.UsageError("--rating_weight trains the NCF scorer next to the "
-                         "ranking task: it needs --ranking_weight > 0.")
-  return config_lib.ExperimentConfig(
-      data=config_lib.DataConfig(
-          dataset=_DATASET.value,
-          data_dir=_DATA_DIR.value,
-          manual_dir=_MANUAL_DIR.value,
-          download=_DOWNLOAD.value,
-          split=_SPLIT.value,
-          test_fraction=_TEST_FRACTION.value,
-          seed=_SEED.value),
-      model=model_lib.ModelConfig(
-          retrieval_embedding_dim=_RETRIEVAL_DIM.value,
-          ncf_embedding_dim=_NCF_DIM.value,
-          ncf_mlp_layers=mlp_layers,
-          retrieval_weight=_RETRIEVAL_WEIGHT.value,
-          ranking_weight=_RANKING_WEIGHT.value,
-          rating_weight=_RATING_WEIGHT.value,
-          retrieval_l2=_RETRIEVAL_L2.value,
-          ncf_l2=_NCF_L2.value,
-          retrieval_batch_size=_RETRIEVAL_BATCH.value,
-          sampling_bias_correction=_BIAS_CORRECTION.value,
-          remove_accidental_hits=_ACCIDENTAL_HITS.value),
-      optimizer=model_lib.OptimizerConfig(
-          embedding_learning_rate=_EMBEDDING_LR.value,
-          dense_learning_rate=_DENSE_LR.value),
-      train=config_lib.TrainConfig(
-          model_dir=_MODEL_DIR.value,
-          epochs=_EPOCHS.value,
-          batch_size=_BATCH_SIZE.value,
-          checkpoint_every_steps=_CHECKPOINT_STEPS.value,
-          steps_per_execution=_STEPS_PER_EXECUTION.value,
-          eval_every_steps=_EVAL_EVERY_STEPS.value),
-      eval=evaluate.ListEvalConfig(
-          max_users=_EVAL_USERS.value or None,
-          num_candidates=_NUM_CANDIDATES.value,
-          seed=_SEED.value),
-      export=config_lib.ExportConfig(
-          export_dir=_EXPORT_DIR.value or None,
-          model_name=_MODEL_NAME.value,
-          scann_model=_SCANN_MODEL.value),
-      distribute=distribute.DistributeConfig(
-          strategy=_STRATEGY.value,
-          num_cpu_devices=_NUM_CPU_DEVICES.value,
-          ps_min_shard_bytes=_PS_MIN_SHARD_BYTES.value,
-          cluster_timeout_s=_CLUSTER_TIMEOUT.value))
+  # The configs check their own fields, which are named as their flags.
+  try:
+    return config_lib.ExperimentConfig(
+        data=config_lib.DataConfig(
+            dataset=_DATASET.value,
+            data_dir=_DATA_DIR.value,
+            manual_dir=_MANUAL_DIR.value,
+            download=_DOWNLOAD.value,
+            split=_SPLIT.value,
+            test_fraction=_TEST_FRACTION.value,
+            seed=_SEED.value),
+        model=model_lib.ModelConfig(
+            retrieval_embedding_dim=_RETRIEVAL_DIM.value,
+            ncf_embedding_dim=_NCF_DIM.value,
+            ncf_mlp_layers=mlp_layers,
+            retrieval_weight=_RETRIEVAL_WEIGHT.value,
+            ranking_weight=_RANKING_WEIGHT.value,
+            rating_weight=_RATING_WEIGHT.value,
+            retrieval_l2=_RETRIEVAL_L2.value,
+            ncf_l2=_NCF_L2.value,
+            retrieval_batch_size=_RETRIEVAL_BATCH.value,
+            sampling_bias_correction=_BIAS_CORRECTION.value,
+            remove_accidental_hits=_ACCIDENTAL_HITS.value),
+        optimizer=model_lib.OptimizerConfig(
+            embedding_learning_rate=_EMBEDDING_LR.value,
+            dense_learning_rate=_DENSE_LR.value),
+        train=config_lib.TrainConfig(
+            model_dir=_MODEL_DIR.value,
+            epochs=_EPOCHS.value,
+            batch_size=_BATCH_SIZE.value,
+            checkpoint_every_steps=_CHECKPOINT_STEPS.value,
+            steps_per_execution=_STEPS_PER_EXECUTION.value,
+            eval_every_steps=_EVAL_EVERY_STEPS.value),
+        eval=evaluate.ListEvalConfig(
+            max_users=_EVAL_USERS.value or None,
+            num_candidates=_NUM_CANDIDATES.value,
+            seed=_SEED.value),
+        export=config_lib.ExportConfig(
+            export_dir=_EXPORT_DIR.value or None,
+            model_name=_MODEL_NAME.value,
+            scann_model=_SCANN_MODEL.value),
+        distribute=distribute.DistributeConfig(
+            strategy=_STRATEGY.value,
+            num_cpu_devices=_NUM_CPU_DEVICES.value,
+            ps_min_shard_bytes=_PS_MIN_SHARD_BYTES.value,
+            cluster_timeout_s=_CLUSTER_TIMEOUT.value))
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
 
 
 class NaNLossError(RuntimeError):
