@@ -127,16 +127,15 @@ class RatingThresholds(tf.keras.layers.Layer):
   """
 
   # Half-star thresholds: P(rating > t) for t in 0.5 .. 4.5.
-  THRESHOLDS = tuple(x / 2 for x in range(1, 10))
-  # ml-32m's share of ratings above each threshold.
-  _ML32M_SHARE_ABOVE = (0.9836, 0.9540, 0.9374, 0.8740, 0.8213, 0.6321,
-                        0.4981, 0.2366, 0.1436)
+  THRESHOLDS = features.RATING_LEVELS[:-1]
 
   def __init__(self, name: Optional[str] = "rating_thresholds",
                **kwargs) -> None:
     super().__init__(name=name, **kwargs)
     liked = self.THRESHOLDS.index(features.LIKED_THRESHOLD)
-    logits = [math.log(p / (1 - p)) for p in self._ML32M_SHARE_ABOVE]
+    counts = features.ML32M_RATING_COUNTS
+    above = [sum(counts[i + 1:]) for i in range(len(self.THRESHOLDS))]
+    logits = [math.log(a / (sum(counts) - a)) for a in above]
     initial = [x - logits[liked] for x in logits]
     self._liked = liked
     self.offsets = self.add_weight(

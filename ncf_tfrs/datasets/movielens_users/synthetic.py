@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from ncf_tfrs import features
+
 # The MovieLens genre vocabulary (without "(no genres listed)": every synthetic
 # movie gets at least one genre).
 GENRES = (
@@ -38,15 +40,11 @@ _GENRE_SHARE = (
 )
 
 # Half-star rating levels, lowest first.
-RATING_LEVELS = np.arange(1, 11, dtype=np.float32) / 2
-# ml-32m's count of each level in RATING_LEVELS (mean 3.54, 63% above 3).
-ML32M_RATING_COUNTS = (
-    525_132, 946_675, 531_063, 2_028_622, 1_685_386, 6_054_990, 4_290_105,
-    8_367_654, 2_974_000, 4_596_577)
-ML32M_RATING_SHARE = tuple(
-    c / sum(ML32M_RATING_COUNTS) for c in ML32M_RATING_COUNTS)
-# Ratings above this are "liked"; matches ncf_tfrs.features.LIKED_THRESHOLD.
-LIKED_THRESHOLD = 3.0
+RATING_LEVELS = np.asarray(features.RATING_LEVELS, dtype=np.float32)
+ML32M_RATING_SHARE = tuple(c / sum(features.ML32M_RATING_COUNTS)
+                           for c in features.ML32M_RATING_COUNTS)
+# Ratings above this are "liked".
+LIKED_THRESHOLD = features.LIKED_THRESHOLD
 
 # MovieLens ratings span 1996 to October 2023.
 _FIRST_TIMESTAMP = int(datetime.datetime(
