@@ -98,7 +98,11 @@ class ScannConfig:
     kmeans_plus_plus: Seed the tree with k-means++ rather than random
       centers: the same embeddings always give the same index (random
       seeding gave recall@100 from 0.91 to 0.98 on one test catalog).
-    min_tree_size: Smallest catalog that gets a tree.
+    min_tree_size: Smallest catalog that gets a tree. Below 10,000 movies
+      scoring every movie (AH, then exact reordering) still answers in well
+      under a millisecond, while a tree loses recall: on clustered catalogs
+      recall@100 was 0.79 at 1,682 movies and 0.93 at 5,000 with a tree,
+      0.999 without (0.996 with a tree from 10,000 up).
   """
   num_neighbors: int = 200
   num_leaves: Optional[int] = None
@@ -109,7 +113,7 @@ class ScannConfig:
   reordering_num_neighbors: Optional[int] = None
   training_sample_size: int = 100_000
   kmeans_plus_plus: bool = True
-  min_tree_size: int = 1000
+  min_tree_size: int = 10_000
 
   def resolve(self, num_movies: int) -> dict[str, int | float | None]:
     """The concrete settings for a catalog of `num_movies` (for manifests)."""
@@ -339,9 +343,13 @@ class ScannServingModule(ServingModule):
     searcher = scann_ops.searcher_from_module(self.scann)
     indices, scores = searcher.search_batched(
         self.model.query_embeddings(user_id))
+    # Where the searched leaves held fewer than C movies, ScaNN pads with
+    # index 0 and a NaN score; padding ids are masked by `rerank`.
+    padded = tf.math.is_nan(scores)
     return {
-        "movie_id": tf.gather(self.catalog, indices),
-        "score": scores,
+        "movie_id": tf.where(padded, PADDING_ID,
+                             tf.gather(self.catalog, indices)),
+        "score": tf.where(padded, MASKED_SCORE, scores),
         "is_fallback": self._is_fallback(user_id),
     }
 

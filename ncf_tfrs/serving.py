@@ -209,17 +209,35 @@ class Catalog:
     return self._searcher
 
   def search(self, embeddings: np.ndarray, num: int) -> np.ndarray:
-    """Rows of the top `num` movies [B, num] for query embeddings [B, D]."""
+    """Rows of the top `num` movies [B, num] for query embeddings [B, D].
+
+    ScaNN looks only in the partitions (leaves) nearest a query, and those
+    can hold fewer than `num` movies in all: it then returns a short list
+    (one query) or pads the row with movie 0 and a NaN score (a batch). Such
+    queries are searched again over every leaf, so each row always holds
+    `num` distinct movies.
+    """
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     num = min(num, len(self))
+    reorder = max(num, self._reorder)
     if len(embeddings) == 1:
       rows, _ = self.searcher.search(embeddings[0], final_num_neighbors=num,
-                                     pre_reorder_num_neighbors=max(
-                                         num, self._reorder))
+                                     pre_reorder_num_neighbors=reorder)
+      if len(rows) < num:
+        rows = self._search_every_leaf(embeddings[0], num)
       return np.asarray(rows, dtype=np.int64)[np.newaxis]
-    rows, _ = self.searcher.search_batched_parallel(
-        embeddings, final_num_neighbors=num,
-        pre_reorder_num_neighbors=max(num, self._reorder))
+    rows, scores = self.searcher.search_batched_parallel(
+        embeddings, final_num_neighbors=num, pre_reorder_num_neighbors=reorder)
+    rows = np.array(rows, dtype=np.int64)
+    for i in np.flatnonzero(np.isnan(scores).any(axis=1)):
+      rows[i] = self._search_every_leaf(embeddings[i], num)
+    return rows
+
+  def _search_every_leaf(self, embedding: np.ndarray, num: int) -> np.ndarray:
+    rows, _ = self.searcher.search(
+        embedding, final_num_neighbors=num,
+        pre_reorder_num_neighbors=max(num, self._reorder),
+        leaves_to_search=int(self.manifest["scann"]["num_leaves"]))
     return np.asarray(rows, dtype=np.int64)
 
   @property

@@ -34,7 +34,8 @@ def exported(tmp_path_factory):
   export_dir = str(tmp_path_factory.mktemp("export"))
   path = export.export_model(model, vocab, helpers.movies(), export_dir,
                              helpers.MODEL_NAME,
-                             export.ScannConfig(num_neighbors=100))
+                             export.ScannConfig(num_neighbors=100,
+                                                min_tree_size=1000))
   return {"model": model, "vocab": vocab, "dir": export_dir, "path": path,
           "loaded": tf.saved_model.load(path)}
 

@@ -51,6 +51,36 @@ def test_known_user_gets_scann_candidates_in_the_served_order(exported):
   np.testing.assert_allclose(result.scores, scores.numpy()[order], rtol=1e-5)
 
 
+def test_search_returns_full_lists_where_scann_leaves_run_short(tmp_path):
+  # Near-uniform embeddings (an untrained model's): for some queries the
+  # nearest leaves hold fewer than 200 movies, and ScaNN alone answers short.
+  rng = np.random.default_rng(0)
+  movies = rng.uniform(-0.05, 0.05, (1682, 32)).astype(np.float32)
+  queries = rng.uniform(-0.05, 0.05, (200, 32)).astype(np.float32)
+  config = export.ScannConfig(num_neighbors=200, min_tree_size=1000)
+  searcher = export.build_scann_searcher(movies, config)
+  os.makedirs(tmp_path / layout.SCANN_DIR)
+  searcher.serialize(str(tmp_path / layout.SCANN_DIR), relative_path=True)
+  with open(tmp_path / layout.MOVIES_FILE, "w") as f:
+    f.write("movie_id\ttitle\tgenres\tcount\n")
+    f.writelines(f"m{i}\t\t\t1\n" for i in range(len(movies)))
+  with open(tmp_path / layout.MANIFEST_FILE, "w") as f:
+    json.dump({"version": 1, "scann": config.resolve(len(movies))}, f)
+  raw_rows, raw_scores = searcher.search_batched_parallel(
+      queries, final_num_neighbors=200, pre_reorder_num_neighbors=800)
+  short = np.isnan(raw_scores).any(axis=1)
+  assert short.any()  # The case this test is about.
+
+  catalog = serving.Catalog(str(tmp_path))
+  batched = catalog.search(queries, 200)
+  assert batched.shape == (200, 200)
+  assert all(len(set(row)) == 200 for row in batched)
+  np.testing.assert_array_equal(batched[~short], np.asarray(raw_rows)[~short])
+  first = np.flatnonzero(short)[0]
+  single = catalog.search(queries[first:first + 1], 200)
+  np.testing.assert_array_equal(single[0], batched[first])
+
+
 def test_seen_movies_are_left_out(exported):
   recommender = exported["recommender"]
   [first] = recommender.recommend(["u5"], k=10)
