@@ -48,6 +48,7 @@ class ModelConfig:
     num_hard_negatives: Optional: keep only the hardest in-chunk negatives.
     retrieval_l2: L2 penalty on looked-up retrieval embedding rows.
     ncf_l2: L2 penalty on looked-up NCF embedding rows and Dense kernels.
+    ncf_bias: Add a learned user bias and movie bias to the NCF logit.
     rating_weight: Weight of the ordinal rating task (see `RatingThresholds`),
       which trains the NCF logit on every half-star threshold of the rating,
       not only on liked; 0 skips the task.
@@ -64,6 +65,7 @@ class ModelConfig:
   num_hard_negatives: Optional[int] = None
   retrieval_l2: float = 0.0
   ncf_l2: float = 0.0
+  ncf_bias: bool = False
   rating_weight: float = 0.0
 
   def __post_init__(self):
@@ -246,6 +248,7 @@ class RecommenderModel(tfrs.Model):
         embedding_dim=config.ncf_embedding_dim,
         mlp_layers=config.ncf_mlp_layers,
         l2=config.ncf_l2 if config.ranking_weight else 0.0,
+        bias=config.ncf_bias,
         name="ncf")
 
     self.retrieval_task = tfrs.tasks.Retrieval(

@@ -17,8 +17,12 @@ class NcfScorer(tf.keras.layers.Layer):
   """NeuMF: GMF and MLP branches joined by one Dense(1) into a logit.
 
   GMF multiplies a user and a movie embedding elementwise; the MLP runs over
-  the concatenation of a second, separate pair of embeddings. Both embeddings
-  of an id are the two halves of one table row, so each id costs one lookup.
+  the concatenation of a second, separate pair of embeddings. Optionally a
+  user bias and a movie bias are added to the logit, as in biased matrix
+  factorization: how generous a rater is and how well liked a movie is are
+  the largest effects in ratings, and a scalar per id learns them from few
+  ratings, where the GMF and MLP would spend many. All parts of an id (GMF,
+  MLP, bias) are slices of one table row, so each id costs one lookup.
   """
 
   def __init__(self,
@@ -27,6 +31,7 @@ class NcfScorer(tf.keras.layers.Layer):
                embedding_dim: int = 16,
                mlp_layers: Sequence[int] = (64, 32, 16),
                l2: float = 0.0,
+               bias: bool = False,
                name: Optional[str] = "ncf",
                **kwargs) -> None:
     """Initializes the scorer.
@@ -38,16 +43,19 @@ class NcfScorer(tf.keras.layers.Layer):
       mlp_layers: Widths of the ReLU layers of the MLP branch.
       l2: L2 penalty on the looked-up embedding rows (per occurrence, see
         `towers.IdEmbedding`) and on the Dense kernels.
+      bias: Add a learned user bias and movie bias to the logit.
       name: Layer name.
       **kwargs: Passed to `tf.keras.layers.Layer`.
     """
     super().__init__(name=name, **kwargs)
     self._embedding_dim = embedding_dim
+    self._bias = bias
     regularizer = tf.keras.regularizers.L2(l2) if l2 else None
+    width = 2 * embedding_dim + int(bias)
     self.user_embedding = towers.IdEmbedding(
-        user_vocabulary, 2 * embedding_dim, l2=l2, name="user_embedding")
+        user_vocabulary, width, l2=l2, name="user_embedding")
     self.movie_embedding = towers.IdEmbedding(
-        movie_vocabulary, 2 * embedding_dim, l2=l2, name="movie_embedding")
+        movie_vocabulary, width, l2=l2, name="movie_embedding")
     self.mlp = tf.keras.Sequential(
         [tf.keras.layers.Dense(units, activation="relu",
                                kernel_regularizer=regularizer)
@@ -84,9 +92,12 @@ class NcfScorer(tf.keras.layers.Layer):
       # The user is looked up once and broadcast over its candidates.
       user = tf.expand_dims(user, axis=1)
       user = tf.broadcast_to(user, tf.shape(movie))
-    user_gmf, user_mlp = tf.split(user, 2, axis=-1)
-    movie_gmf, movie_mlp = tf.split(movie, 2, axis=-1)
-    gmf = user_gmf * movie_gmf
-    mlp = self.mlp(tf.concat([user_mlp, movie_mlp], axis=-1))
-    logits = self.output_layer(tf.concat([gmf, mlp], axis=-1))
-    return tf.squeeze(logits, axis=-1)
+    d = self._embedding_dim
+    gmf = user[..., :d] * movie[..., :d]
+    mlp = self.mlp(tf.concat([user[..., d:2 * d], movie[..., d:2 * d]],
+                             axis=-1))
+    logits = tf.squeeze(self.output_layer(tf.concat([gmf, mlp], axis=-1)),
+                        axis=-1)
+    if self._bias:
+      logits += user[..., 2 * d] + movie[..., 2 * d]
+    return logits

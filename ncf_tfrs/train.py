@@ -90,6 +90,9 @@ _NCF_L2 = flags.DEFINE_float(
     "ncf_l2", _D.model.ncf_l2,
     "L2 penalty on the NCF embedding rows a batch looks up and on its Dense "
     "kernels.", lower_bound=0.0)
+_NCF_BIAS = flags.DEFINE_bool(
+    "ncf_bias", _D.model.ncf_bias,
+    "Add a learned user bias and movie bias to the NCF logit.")
 _RETRIEVAL_BATCH = flags.DEFINE_integer(
     "retrieval_batch_size", _D.model.retrieval_batch_size,
     "The in-batch softmax runs over chunks of this many ratings of each "
@@ -215,6 +218,7 @@ def config_from_flags() -> config_lib.ExperimentConfig:
             rating_weight=_RATING_WEIGHT.value,
             retrieval_l2=_RETRIEVAL_L2.value,
             ncf_l2=_NCF_L2.value,
+            ncf_bias=_NCF_BIAS.value,
             retrieval_batch_size=_RETRIEVAL_BATCH.value,
             sampling_bias_correction=_BIAS_CORRECTION.value,
             remove_accidental_hits=_ACCIDENTAL_HITS.value),

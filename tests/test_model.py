@@ -122,6 +122,26 @@ def test_rerank_path_matches_pair_scores():
       grid.numpy().reshape(-1), pairs.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_ncf_bias_adds_a_per_user_and_per_movie_offset_to_the_logit():
+  model = _compiled(dataclasses.replace(SMALL, ncf_bias=True))
+  users = tf.constant(np.repeat(USERS[:3], NUM_MOVIES))
+  movies = tf.constant(np.tile(MOVIES, 3))
+  before = model.ncf.score(users, movies).numpy().reshape(3, NUM_MOVIES)
+  table = model.ncf.user_embedding.embedding.embeddings
+  row = int(model.ncf.user_embedding.lookup(tf.constant(USERS[1])))
+  table.assign(tf.tensor_scatter_nd_add(
+      table, [[row, table.shape[1] - 1]], [1.5]))
+  table = model.ncf.movie_embedding.embedding.embeddings
+  row = int(model.ncf.movie_embedding.lookup(tf.constant(MOVIES[4])))
+  table.assign(tf.tensor_scatter_nd_add(
+      table, [[row, table.shape[1] - 1]], [-0.5]))
+  shift = np.zeros((3, NUM_MOVIES), np.float32)
+  shift[1] += 1.5
+  shift[:, 4] -= 0.5
+  after = model.ncf.score(users, movies).numpy().reshape(3, NUM_MOVIES)
+  np.testing.assert_allclose(after - before, shift, atol=1e-5)
+
+
 def test_served_rerank_score_is_watch_plus_like_log_probability():
   model = _compiled()
   rng = np.random.default_rng(2)
