@@ -2,7 +2,8 @@ r"""Benchmarks: each suite prints a table and writes JSON.
 
   python -m ncf_tfrs.bench --suite data --config synthetic-32m --repeats 3
   python -m ncf_tfrs.bench --suite train --config synthetic-32m
-  python -m ncf_tfrs.bench --suite serving --repeats 3
+  python -m ncf_tfrs.bench --suite serving --config synthetic-32m \
+      --scann_catalogs 1000000 --repeats 3
 
 Every speed figure has a baseline measured in the same run, and every stage
 runs in a fresh process, so its peak RSS is its own. Figures are medians over
@@ -21,8 +22,10 @@ and plots.
   of the joint model, the ranking task alone and the notebook recipe
   (`bench_train.throughput_stage`). Stage results are kept in --work_dir, and
   --reuse skips stages whose result is already there.
-- serving: ScaNN against exact top-100 search, and end-to-end recommend
-  latency (`ncf_tfrs.bench_serving`).
+- serving: ScaNN against exact top-100 search over catalogs of --config's
+  size (and --scann_catalogs), and end-to-end recommend latency over an
+  export of --product_flagfile's architecture at --config's size
+  (`ncf_tfrs.bench_serving`).
 """
 
 from __future__ import annotations
@@ -61,7 +64,10 @@ _STAGE = flags.DEFINE_enum(
     "Internal: run one stage of one repetition of --config, print its JSON.")
 _PRODUCT_FLAGFILE = flags.DEFINE_string(
     "product_flagfile", "configs/synthetic-32m.flags",
-    "train suite: the product's settings (a train.py flagfile).")
+    "train and serving suites: the product's settings (a train.py flagfile).")
+_SCANN_CATALOGS = flags.DEFINE_list(
+    "scann_catalogs", [], "serving suite: catalog sizes for ScaNN vs exact "
+    "beyond --config's own, e.g. 1000000.")
 _TUTORIAL_FLAGFILE = flags.DEFINE_string(
     "tutorial_flagfile", "configs/synthetic-32m-tfrs-tutorial.flags",
     "train suite: the TFRS basic-retrieval tutorial's recipe as a flagfile.")
@@ -303,6 +309,34 @@ def _train_suite() -> dict[str, object]:
   return report
 
 
+def _serving_suite() -> dict[str, object]:
+  from ncf_tfrs import bench_serving  # pylint: disable=g-import-not-at-top
+  from ncf_tfrs import config as config_lib  # pylint: disable=g-import-not-at-top
+  from ncf_tfrs.datasets.movielens_users import synthetic  # pylint: disable=g-import-not-at-top
+  dataset = _CONFIGS.value[0]
+  if dataset not in synthetic.SPECS:
+    raise app.UsageError(
+        f"--config={dataset}: the serving suite takes its sizes from a "
+        f"synthetic config, one of {sorted(synthetic.SPECS)}.")
+  try:
+    extra = [int(n) for n in _SCANN_CATALOGS.value]
+  except ValueError as e:
+    raise app.UsageError(f"--scann_catalogs: {e}") from e
+  spec = synthetic.SPECS[dataset]
+  with tempfile.TemporaryDirectory(prefix="ncf_tfrs_serving_") as work_dir:
+    with open(_product_config(_PRODUCT_FLAGFILE.value, dataset,
+                              work_dir)) as f:
+      model_config = config_lib.ExperimentConfig.from_json(f.read()).model
+    results = bench_serving.run_suite(
+        _REPEATS.value, catalog_sizes=[spec.num_movies] + extra,
+        random_catalog_sizes=[spec.num_movies],
+        end_to_end_size=(spec.num_users, spec.num_movies),
+        model_config=model_config, work_dir=work_dir)
+  results.update(dataset=dataset, product_flagfile=_PRODUCT_FLAGFILE.value)
+  bench_serving.print_table(results)
+  return results
+
+
 def _print_train_table(report: dict[str, object]) -> None:
   stages = report["stages"]
   print(f"\n{report['dataset']}, held-out ratings of the random split:")
@@ -368,9 +402,7 @@ def main(argv):
     report.update(_train_suite())
     _print_train_table(report)
   else:
-    from ncf_tfrs import bench_serving  # pylint: disable=g-import-not-at-top
-    results = bench_serving.run_suite(_REPEATS.value)
-    bench_serving.print_table(results)
+    results = _serving_suite()
     report.update({k: v for k, v in results.items() if k != "machine"})
   output = _OUTPUT.value or f"bench_{_SUITE.value}.json"
   with open(output, "w") as f:

@@ -7,9 +7,10 @@
   top 100 over synthetic catalogs of dimension 64: recall@100 against the
   exact answer, and queries/s for single queries and for batches;
 - end to end, in process: `serving.Recommender` (query embedding, ScaNN top
-  200, NCF rerank, top 10) over an export of a synthetic-32m-sized model
-  (200,948 users x 84,432 movies, random weights): single-request latency
-  p50/p90/p99 after warm-up, and users/s in batches.
+  200, NCF rerank, top 10) over an export of the product's architecture at a
+  dataset's size (for synthetic-32m, 200,948 users x 84,432 movies) with
+  random weights: single-request latency p50/p90/p99 after warm-up (and
+  every request's latency, for the distribution), and users/s in batches.
 
 Catalogs are clustered (a Gaussian mixture, the shape trained embeddings
 have) and, at the smallest size, also isotropic random vectors: the worst
@@ -128,8 +129,8 @@ def ann_case(num_movies: int, kind: str, repeats: int,
 
 
 def _synthetic_export(export_dir: str, num_users: int, num_movies: int,
-                      num_candidates: int) -> None:
-  """Exports a default-architecture model with random weights."""
+                      num_candidates: int, model_config) -> None:
+  """Exports a `model_config` model with random weights."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from ncf_tfrs import export  # pylint: disable=g-import-not-at-top
   from ncf_tfrs import features  # pylint: disable=g-import-not-at-top
@@ -142,7 +143,7 @@ def _synthetic_export(export_dir: str, num_users: int, num_movies: int,
                          dtype=bytes),
       movie_counts=np.arange(num_movies, 0, -1, dtype=np.int64))
   model = model_lib.RecommenderModel(vocabulary.user_ids,
-                                     vocabulary.movie_ids)
+                                     vocabulary.movie_ids, model_config)
   model({features.USER_ID: tf.constant(vocabulary.user_ids[:1]),
          features.MOVIE_ID: tf.constant(vocabulary.movie_ids[:1])})
   export.export_model(model, vocabulary, None, export_dir, "bench",
@@ -150,17 +151,36 @@ def _synthetic_export(export_dir: str, num_users: int, num_movies: int,
                       with_scann_model=False)
 
 
-def end_to_end(repeats: int, num_users: int = 200_948,
-               num_movies: int = 84_432, num_candidates: int = 200,
+def end_to_end(repeats: int, num_users: int, num_movies: int,
+               model_config=None, num_candidates: int = 200,
                k: int = 10, requests: int = 500, warmup: int = 50,
                batch_size: int = 256, batches: int = 8,
                work_dir: Optional[str] = None) -> dict:
-  """In-process recommend latency and throughput over a synthetic export."""
+  """In-process recommend latency and throughput over a synthetic export.
+
+  Args:
+    repeats: Repetitions of the timed requests; percentiles are medians.
+    num_users: Users in the export's vocabulary.
+    num_movies: Movies in the export's vocabulary and ScaNN index.
+    model_config: The exported architecture (`model.ModelConfig`; default
+      its defaults). The product's flagfile gives the one it serves.
+    num_candidates: ScaNN candidates reranked per user.
+    k: Recommendations per user.
+    requests: Timed single-user requests per repeat.
+    warmup: Untimed requests first.
+    batch_size: Users per batched request.
+    batches: Batched requests per repeat.
+    work_dir: Where the temporary export goes (default: the system's).
+  """
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from ncf_tfrs import model as model_lib  # pylint: disable=g-import-not-at-top
   from ncf_tfrs import serving  # pylint: disable=g-import-not-at-top
+  model_config = model_config or model_lib.ModelConfig()
   export_dir = tempfile.mkdtemp(prefix="bench_serving_", dir=work_dir)
   try:
     start = time.perf_counter()
-    _synthetic_export(export_dir, num_users, num_movies, num_candidates)
+    _synthetic_export(export_dir, num_users, num_movies, num_candidates,
+                      model_config)
     export_s = time.perf_counter() - start
     recommender = serving.Recommender.load(export_dir, "bench")
     rng = np.random.default_rng(0)
@@ -169,13 +189,16 @@ def end_to_end(repeats: int, num_users: int = 200_948,
     for user in users[:warmup]:
       recommender.recommend([user], k)
     runs = []
+    all_ms = []
     for _ in range(repeats):
       latencies = []
       for user in users[warmup:]:
         start = time.perf_counter()
         recommender.recommend([user], k)
         latencies.append(time.perf_counter() - start)
-      runs.append(np.percentile(np.array(latencies) * 1e3, [50, 90, 99]))
+      ms = np.array(latencies) * 1e3
+      all_ms.extend(ms.tolist())
+      runs.append(np.percentile(ms, [50, 90, 99]))
     p50, p90, p99 = np.median(np.array(runs), axis=0)
     user_batches = [[str(u) for u in rng.integers(1, num_users + 1,
                                                   batch_size)]
@@ -189,9 +212,11 @@ def end_to_end(repeats: int, num_users: int = 200_948,
 
     return {
         "num_users": num_users, "num_movies": num_movies,
+        "model": dataclasses.asdict(model_config),
         "num_candidates": num_candidates, "k": k, "export_s": export_s,
         "single_p50_ms": float(p50), "single_p90_ms": float(p90),
         "single_p99_ms": float(p99), "requests": requests,
+        "single_latencies_ms": [round(v, 4) for v in all_ms],
         "batch_size": batch_size,
         "batched_users_per_s": _median_rate(batched, repeats),
     }
@@ -200,9 +225,10 @@ def end_to_end(repeats: int, num_users: int = 200_948,
 
 
 def run_suite(repeats: int,
-              catalog_sizes: Sequence[int] = (84_432, 1_000_000),
-              random_catalog_sizes: Sequence[int] = (84_432,),
-              include_end_to_end: bool = True,
+              catalog_sizes: Sequence[int],
+              random_catalog_sizes: Sequence[int],
+              end_to_end_size: Optional[tuple[int, int]] = None,
+              model_config=None,
               work_dir: Optional[str] = None) -> dict:
   """The serving suite; JSON-able results (see the module docstring).
 
@@ -210,8 +236,9 @@ def run_suite(repeats: int,
     repeats: Repetitions of every timing; medians are reported.
     catalog_sizes: Clustered catalogs for ScaNN vs exact.
     random_catalog_sizes: Isotropic random catalogs (the worst case).
-    include_end_to_end: Also measure `Recommender` over a synthetic-32m-sized
-      export (about a minute to export).
+    end_to_end_size: (users, movies) of the export `Recommender` is measured
+      on; None skips it (at synthetic-32m's size the export takes a minute).
+    model_config: The exported architecture (`model.ModelConfig`).
     work_dir: Where the temporary export goes (default: the system's).
   """
   import ncf_tfrs  # pylint: disable=g-import-not-at-top,unused-import
@@ -226,8 +253,10 @@ def run_suite(repeats: int,
                   "batched_users_per_s": 2000},
       "ann": cases,
   }
-  if include_end_to_end:
-    results["end_to_end"] = end_to_end(repeats, work_dir=work_dir)
+  if end_to_end_size:
+    results["end_to_end"] = end_to_end(repeats, *end_to_end_size,
+                                       model_config=model_config,
+                                       work_dir=work_dir)
   return results
 
 

@@ -600,8 +600,13 @@ def render_serving(doc: dict[str, Any], images: dict[str, str],
           "(Gaussian-mixture 'clustered', and isotropic 'random' as the worst "
           "case)")
   if e2e:
+    model = e2e.get("model") or {}
+    shape = (f" (retrieval dim {model.get('retrieval_embedding_dim')}, NCF dim "
+             f"{model.get('ncf_embedding_dim')}, MLP "
+             f"{'-'.join(str(u) for u in model.get('ncf_mlp_layers', []))})"
+             if model else "")
     data += (f"; end to end, an export of a {e2e.get('num_users', 0):,}-user "
-             f"× {e2e.get('num_movies', 0):,}-movie model with random "
+             f"× {e2e.get('num_movies', 0):,}-movie model{shape} with random "
              "weights (SYNTHETIC)")
   parts = [f"{heading} Serving: ScaNN vs exact search, end-to-end recommend",
            "", _labels(doc, data, "serving"), ""]
