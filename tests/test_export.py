@@ -186,6 +186,33 @@ def test_scann_index_matches_exact_search(exported):
   assert recall >= 0.95, f"recall@100 {recall:.3f}, settings {manifest}"
 
 
+def test_scann_module_marks_short_searches_as_padding_not_movie_0():
+  # An untrained model's near-uniform embeddings: the leaves nearest some
+  # users hold fewer than 500 movies, and ScaNN pads those rows.
+  vocab = helpers.vocabulary()
+  model = helpers.model(vocab)
+  rng = np.random.default_rng(0)
+  for tower, rows in ((model.candidate_tower, helpers.NUM_MOVIES + 1),
+                      (model.query_tower, helpers.NUM_USERS + 1)):
+    tower.embedding.set_weights(
+        [rng.uniform(-0.05, 0.05, (rows, helpers.DIM)).astype(np.float32)])
+  settings = export.ScannConfig(num_neighbors=500, min_tree_size=1000).resolve(
+      helpers.NUM_MOVIES)
+  module = export.ScannServingModule(model, vocab, settings)
+  users = tf.constant(vocab.user_ids)
+  out = module.scann_retrieve(users)
+  ids, scores = out["movie_id"].numpy(), out["score"].numpy()
+  padded = ids == export.PADDING_ID.encode()
+  assert padded.any()  # The case this test is about.
+  assert not np.isnan(scores).any()
+  assert (scores[padded] == export.MASKED_SCORE).all()
+  for row, pad in zip(ids, padded):
+    assert len(set(row[~pad])) == (~pad).sum()  # No movie twice.
+  top = module.recommend(users, tf.constant(10))["movie_id"].numpy()
+  assert not (top == export.PADDING_ID.encode()).any()
+  assert all(len(set(row)) == 10 for row in top)
+
+
 def test_exporter_refuses_non_stock_ops_naming_them(exported):
   scann_model = os.path.join(exported["dir"],
                              helpers.MODEL_NAME + layout.SCANN_MODEL_SUFFIX,
