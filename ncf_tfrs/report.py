@@ -726,8 +726,19 @@ def plot_latency(doc: dict[str, Any], path: str) -> bool:
                   if targets.get(f"single_p{p}_ms") is not None]
   latencies = e2e.get("single_latencies_ms")
   if latencies:
-    counts, _, _ = left.hist(latencies, bins=50, color="tab:blue", alpha=0.7,
-                             label=f"{len(latencies):,} requests")
+    # A few slow outliers would stretch the axis and squeeze the bulk into a
+    # corner: the axis stops past p99 and the targets, and says what it hides.
+    marks = [v for _, v in percentiles + target_lines if v is not None]
+    limit = max(marks + [min(latencies)]) * 1.25
+    shown = [v for v in latencies if v <= limit]
+    hidden = len(latencies) - len(shown)
+    label = f"{len(latencies):,} requests"
+    if hidden:
+      label += (f" ({hidden:,} slower than {limit:.1f} ms, up to "
+                f"{max(latencies):.1f} ms, off the axis)")
+    counts, _, _ = left.hist(shown, bins=50, range=(0, limit),
+                             color="tab:blue", alpha=0.7, label=label)
+    left.set_xlim(0, limit)
     left.set_ylim(0, max(counts) * 1.5)  # Room for the legend above.
     for (p, value), style in zip(percentiles, (":", "-.", "--")):
       if value is not None:
