@@ -224,19 +224,19 @@ class Catalog:
       rows, _ = self.searcher.search(embeddings[0], final_num_neighbors=num,
                                      pre_reorder_num_neighbors=reorder)
       if len(rows) < num:
-        rows = self._search_every_leaf(embeddings[0], num)
+        rows = self._search_every_leaf(embeddings[0], num, reorder)
       return np.asarray(rows, dtype=np.int64)[np.newaxis]
     rows, scores = self.searcher.search_batched_parallel(
         embeddings, final_num_neighbors=num, pre_reorder_num_neighbors=reorder)
     rows = np.array(rows, dtype=np.int64)
     for i in np.flatnonzero(np.isnan(scores).any(axis=1)):
-      rows[i] = self._search_every_leaf(embeddings[i], num)
+      rows[i] = self._search_every_leaf(embeddings[i], num, reorder)
     return rows
 
-  def _search_every_leaf(self, embedding: np.ndarray, num: int) -> np.ndarray:
+  def _search_every_leaf(self, embedding: np.ndarray, num: int,
+                         reorder: int) -> np.ndarray:
     rows, _ = self.searcher.search(
-        embedding, final_num_neighbors=num,
-        pre_reorder_num_neighbors=max(num, self._reorder),
+        embedding, final_num_neighbors=num, pre_reorder_num_neighbors=reorder,
         leaves_to_search=int(self.manifest["scann"]["num_leaves"]))
     return np.asarray(rows, dtype=np.int64)
 
