@@ -14,6 +14,9 @@ ORACLE = "oracle_liked_prob"
 # Label of the ranking task: liked = rating > LIKED_THRESHOLD, as in the notebook.
 LIKED = "liked"
 LIKED_THRESHOLD = 3.0
+# Training batches only: the movie's share of training ratings, for the
+# retrieval task's sampling-bias (logQ) correction.
+MOVIE_SAMPLING_PROB = "movie_sampling_prob"
 
 # MovieLens's half-star rating levels, lowest first, and ml-32m's count of
 # ratings at each (mean 3.54, 63% above LIKED_THRESHOLD).

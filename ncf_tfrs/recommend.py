@@ -15,65 +15,57 @@ from absl import flags
 
 import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 from ncf_tfrs import serving
-
-def _define_flags() -> dict[str, flags.FlagHolder]:
-  """The command's flags, defined only when it runs as a program.
-
-  Names such as --export_dir and --num_candidates also belong to other
-  entry points (train.py); absl allows one of each per process.
-  """
-  holders = {
-      "export_dir": flags.DEFINE_string(
-          "export_dir", "export", "TF Serving model root of the export."),
-      "model_name": flags.DEFINE_string("model_name", "ncf_tfrs",
-                                        "Model name."),
-      "version": flags.DEFINE_integer(
-          "version", None,
-          "Export version (default: the latest complete one)."),
-      "user_id": flags.DEFINE_list("user_id", None, "Raw user id(s)."),
-      "k": flags.DEFINE_integer("k", 10, "Movies per user."),
-      "seen": flags.DEFINE_list("seen", [],
-                                "Movie ids to leave out (one user)."),
-      "num_candidates": flags.DEFINE_integer(
-          "num_candidates", None,
-          "ScaNN candidates to rerank (default: the export's)."),
-      "rest_url": flags.DEFINE_string(
-          "rest_url", None,
-          "TF Serving REST address, e.g. http://localhost:8501."),
-      "grpc_target": flags.DEFINE_string(
-          "grpc_target", None, "TF Serving gRPC address, e.g. localhost:8500."),
-  }
-  flags.mark_flag_as_required("user_id")
-  return holders
+from ncf_tfrs import training
 
 
-def _recommender(flag: dict[str, flags.FlagHolder]) -> serving.Recommender:
-  export_dir, name = flag["export_dir"].value, flag["model_name"].value
-  rest_url, grpc_target = flag["rest_url"].value, flag["grpc_target"].value
+_EXPORT = training.ExportConfig()
+
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", _EXPORT.export_dir, "TF Serving model root of the export.")
+_MODEL_NAME = flags.DEFINE_string("model_name", _EXPORT.model_name,
+                                  "Model name.")
+_VERSION = flags.DEFINE_integer(
+    "version", None, "Export version (default: the latest complete one).")
+_USER_ID = flags.DEFINE_list("user_id", None, "Raw user id(s).")
+_K = flags.DEFINE_integer("k", 10, "Movies per user.")
+_SEEN = flags.DEFINE_list("seen", [], "Movie ids to leave out (one user).")
+_NUM_CANDIDATES = flags.DEFINE_integer(
+    "num_candidates", None,
+    "ScaNN candidates to rerank (default: the export's).")
+_REST_URL = flags.DEFINE_string(
+    "rest_url", None, "TF Serving REST address, e.g. http://localhost:8501.")
+_GRPC_TARGET = flags.DEFINE_string(
+    "grpc_target", None, "TF Serving gRPC address, e.g. localhost:8500.")
+flags.mark_flag_as_required("user_id")
+
+
+def _recommender() -> serving.Recommender:
+  export_dir, name = _EXPORT_DIR.value, _MODEL_NAME.value
+  rest_url, grpc_target = _REST_URL.value, _GRPC_TARGET.value
   if rest_url and grpc_target:
     raise app.UsageError("Give --rest_url or --grpc_target, not both.")
   if not (rest_url or grpc_target):
-    return serving.Recommender.load(export_dir, name, flag["version"].value,
-                                    flag["num_candidates"].value)
-  version = flag["version"].value or serving.latest_version(export_dir, name)
+    return serving.Recommender.load(export_dir, name, _VERSION.value,
+                                    _NUM_CANDIDATES.value)
+  version = _VERSION.value or serving.latest_version(export_dir, name)
   if rest_url:
     backend = serving.RestBackend(rest_url, name, version)
   else:
     backend = serving.GrpcBackend(grpc_target, name, version)
   return serving.Recommender(
       backend, serving.load_catalog(export_dir, name, version),
-      flag["num_candidates"].value)
+      _NUM_CANDIDATES.value)
 
 
-def main(argv, flag: dict[str, flags.FlagHolder]):
+def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  user_ids, seen = flag["user_id"].value, flag["seen"].value
+  user_ids, seen = _USER_ID.value, _SEEN.value
   if seen and len(user_ids) != 1:
     raise app.UsageError("--seen applies to a single --user_id.")
   seen = [seen] if seen else None
   try:
-    results = _recommender(flag).recommend(user_ids, flag["k"].value, seen)
+    results = _recommender().recommend(user_ids, _K.value, seen)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   for result in results:
@@ -86,6 +78,10 @@ def main(argv, flag: dict[str, flags.FlagHolder]):
             f"score {score:.3f}]")
 
 
+def run_main() -> None:
+  """Console-script entry point (`ncf-tfrs-recommend`)."""
+  app.run(main)
+
+
 if __name__ == "__main__":
-  _FLAGS = _define_flags()
-  app.run(lambda argv: main(argv, _FLAGS))
+  run_main()

@@ -7,39 +7,32 @@ Flags after the flagfile override it. The model directory receives the
 vocabularies, checkpoints, TensorBoard logs and metrics.json. A run that is
 killed resumes from its last backup when the same command is run again.
 
-This module is the only one that reads flags: it turns them into an
-`ExperimentConfig` and hands that to `run`.
+This is the command only: flags -> `ExperimentConfig` -> `training.run` ->
+`export.export_model`. It declares its own flags; everything below it takes
+typed arguments.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import sys
-import time
 
 from absl import app
 from absl import flags
-from absl import logging
 
 import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
-from ncf_tfrs import config as config_lib
-from ncf_tfrs import distribute
-from ncf_tfrs import evaluate
+from ncf_tfrs import data as data_lib
 from ncf_tfrs import export
 from ncf_tfrs import model as model_lib
-from ncf_tfrs import pipeline
-from ncf_tfrs import projector
-
-import numpy as np  # pylint: disable=g-bad-import-order
-import tensorflow as tf  # pylint: disable=g-bad-import-order
+from ncf_tfrs import training
+from ncf_tfrs.training import config as config_lib
+from ncf_tfrs.training import distribute
+from ncf_tfrs.training import evaluation
 
 _D = config_lib.ExperimentConfig()
 
 # Data.
 _DATASET = flags.DEFINE_enum(
-    "dataset", _D.data.dataset, list(pipeline.DATASET_CONFIGS),
+    "dataset", _D.data.dataset, list(data_lib.DATASET_CONFIGS),
     "MovieLens release (TFDS movielens_users config); synthetic-* are "
     "generated locally.")
 _DATA_DIR = flags.DEFINE_string("data_dir", _D.data.data_dir,
@@ -52,7 +45,7 @@ _DOWNLOAD = flags.DEFINE_bool(
     "download", _D.data.download,
     "Download a real release from grouplens.org if it is not prepared.")
 _SPLIT = flags.DEFINE_enum(
-    "split", _D.data.split, list(pipeline.SPLIT_METHODS),
+    "split", _D.data.split, list(data_lib.SPLIT_METHODS),
     "random: the notebook's 80/20 over ratings (sklearn-compatible); "
     "temporal: each user's latest ratings held out.")
 _TEST_FRACTION = flags.DEFINE_float("test_fraction", _D.data.test_fraction,
@@ -232,7 +225,7 @@ def config_from_flags() -> config_lib.ExperimentConfig:
             checkpoint_every_steps=_CHECKPOINT_STEPS.value,
             steps_per_execution=_STEPS_PER_EXECUTION.value,
             eval_every_steps=_EVAL_EVERY_STEPS.value),
-        eval=evaluate.ListEvalConfig(
+        eval=evaluation.ListEvalConfig(
             max_users=_EVAL_USERS.value or None,
             num_candidates=_NUM_CANDIDATES.value,
             seed=_SEED.value),
@@ -249,220 +242,22 @@ def config_from_flags() -> config_lib.ExperimentConfig:
     raise app.UsageError(str(e)) from e
 
 
-class NaNLossError(RuntimeError):
-  """Training diverged."""
+def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
+  """Trains, evaluates and exports; returns metrics.json's contents.
 
-
-class _StopOnNaN(tf.keras.callbacks.Callback):
-  """Stops training with a message that says what to change."""
-
-  def __init__(self, optimizer: model_lib.OptimizerConfig):
-    super().__init__()
-    self._optimizer = optimizer
-    self._epoch = 0
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self._epoch = epoch
-
-  def on_train_batch_end(self, batch, logs=None):
-    loss = (logs or {}).get("loss")
-    if loss is not None and not math.isfinite(float(loss)):
-      raise NaNLossError(
-          f"The training loss became {float(loss)} at epoch {self._epoch + 1}, "
-          f"by step {batch + 1}. Lower the learning rates (now "
-          f"--embedding_learning_rate={self._optimizer.embedding_learning_rate}"
-          f", --dense_learning_rate={self._optimizer.dense_learning_rate}). "
-          "The last backup in the model directory is from before the "
-          "divergence.")
-
-
-def _vocabulary(model_dir: str, train: pipeline.Ratings,
-                write: bool = True) -> pipeline.Vocabulary:
-  """The run's vocabularies: built from train, or reloaded when resuming.
-
-  Only the chief `write`s (and checks); other workers build the same
-  vocabulary from the same split.
+  A worker of a distributed run returns {}: the chief evaluates and exports.
   """
-  directory = os.path.join(model_dir, "vocabulary")
-  built = pipeline.Vocabulary.from_ratings(train)
-  if not write:
-    return built
-  if tf.io.gfile.exists(os.path.join(directory, "movie_ids.txt")):
-    saved = pipeline.Vocabulary.load(directory)
-    if not (list(saved.movie_ids) == list(built.movie_ids) and
-            list(saved.user_ids) == list(built.user_ids)):
-      raise ValueError(
-          f"{model_dir} holds a run on other data (its vocabulary differs "
-          "from this split's). Use another --model_dir.")
-  else:
-    built.save(directory)
-  return built
-
-
-def _write_projector(log_dir: str, model: model_lib.RecommenderModel,
-                     vocabulary: pipeline.Vocabulary,
-                     movies: pipeline.Movies) -> None:
-  """The trained movie embeddings, titled, for TensorBoard's projector."""
-  catalog = vocabulary.movie_ids.astype(bytes)
-  row = {m: i for i, m in enumerate(movies.movie_ids.astype(bytes))}
-  rows = [row.get(m) for m in catalog]
-  projector.write_projector(
-      log_dir, catalog,
-      model.candidate_embeddings(tf.constant(catalog)).numpy(),
-      titles=["" if i is None else movies.titles[i] for i in rows],
-      genres=[[] if i is None else movies.genres[i] for i in rows],
-      counts=vocabulary.movie_counts)
-
-
-def run(cfg: config_lib.ExperimentConfig,
-        cluster_resolver=None) -> dict[str, object]:
-  """Trains, evaluates and writes metrics.json; returns the metrics.
-
-  Under a distributed strategy, only the chief evaluates, exports and writes
-  files; it does so on one device, from the final checkpoint. Other workers
-  return {} once training is done.
-
-  Args:
-    cfg: the run's configuration.
-    cluster_resolver: the parameter-server cluster (default: TF_CONFIG).
-  """
-  strategy = distribute.make_strategy(cfg.distribute, cluster_resolver)
-  chief = distribute.is_chief(strategy)
-  model_dir = cfg.train.model_dir
-  if chief:
-    tf.io.gfile.makedirs(model_dir)
-    with tf.io.gfile.GFile(os.path.join(model_dir, "config.json"), "w") as f:
-      f.write(cfg.to_json())
-
-  data = cfg.data
-  tf.keras.utils.set_random_seed(data.seed)  # Initial weights too.
-  pipeline.prepare(data.dataset, data.data_dir, data.manual_dir, data.download)
-  movies = pipeline.load_movies(data.dataset, data.data_dir)
-  ratings = pipeline.load(data.dataset, data.data_dir, movies)
-  train, test = pipeline.split(ratings, data.split, data.test_fraction,
-                               data.seed)
-  logging.info("%s: %d ratings, %d train / %d test (%s split)", data.dataset,
-               len(ratings), len(train), len(test), data.split)
-  vocabulary = _vocabulary(model_dir, train, write=chief)
-
-  train_counts = np.bincount(
-      train.movie, minlength=len(train.movie_ids))
-  train_ds = pipeline.make_dataset(train, cfg.train.batch_size, shuffle=True,
-                                   seed=data.seed, movie_counts=train_counts,
-                                   drop_remainder=True)
-  test_ds = pipeline.make_dataset(test, cfg.train.eval_batch_size,
-                                  shuffle=False, movie_counts=train_counts)
-
-  distributed = cfg.distribute.strategy != "default"
-  distribute.check_batch_size(strategy, cfg.train.batch_size,
-                              cfg.model.retrieval_batch_size)
-  parameter_server = distribute.is_parameter_server(strategy)
-  if parameter_server and cfg.train.eval_every_steps:
-    raise ValueError("--eval_every_steps needs batch-level callbacks, which "
-                     "Keras does not run under parameter_server; use 0.")
-  with strategy.scope():
-    model = model_lib.RecommenderModel(vocabulary.user_ids,
-                                       vocabulary.movie_ids, cfg.model)
-    model.compile(optimizer=model_lib.make_optimizer(model, cfg.optimizer),
-                  steps_per_execution=cfg.train.steps_per_execution)
-    model(next(iter(test_ds)))  # BackupAndRestore needs a built model.
-  if distributed and not parameter_server:
-    # Keras's default sums each replica's already all-reduced metrics across
-    # workers (AUC 1.4 on two workers). The logged `loss` is then replica 0's
-    # share of the batch-summed loss, not the global batch's.
-    model.distribute_reduction_method = "first"
-
-  steps_per_epoch = int(train_ds.cardinality())
-  if distributed:
-    train_ds = distribute.distribute_training_data(
-        strategy,
-        lambda batch_size, num_shards, shard_index: pipeline.make_dataset(
-            train, batch_size, shuffle=True, seed=data.seed,
-            movie_counts=train_counts, drop_remainder=True,
-            num_shards=num_shards, shard_index=shard_index),
-        cfg.train.batch_size, steps_per_epoch)
-  if cfg.train.eval_every_steps:
-    sample = evaluate.held_out_sample(len(test), cfg.train.curve_sample_ratings)
-    counter = evaluate.HeldOutCurve(
-        pipeline.make_dataset(test.take(sample), cfg.train.eval_batch_size,
-                              shuffle=False, movie_counts=train_counts),
-        cfg.train.eval_every_steps, cfg.train.batch_size)
-  else:
-    counter = evaluate.StepCounter()
-  # BackupAndRestore counts calls of its batch hook, one per execution.
-  backup_every = -(-min(cfg.train.checkpoint_every_steps, steps_per_epoch) //
-                   cfg.train.steps_per_execution)
-  epoch_timer = evaluate.EpochTimer()
-  callbacks = [
-      epoch_timer,
-      counter,
-      tf.keras.callbacks.BackupAndRestore(
-          os.path.join(model_dir, "backup"),
-          save_freq="epoch" if parameter_server else backup_every),
-      # Keras runs no batch-level callbacks that read logs under
-      # parameter_server; a NaN is caught from the history there.
-      *([] if parameter_server else [_StopOnNaN(cfg.optimizer)]),
-      tf.keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
-      tf.keras.callbacks.ModelCheckpoint(
-          os.path.join(model_dir, "checkpoints", "epoch-{epoch:03d}"),
-          save_weights_only=True),
-  ]
-  start = time.perf_counter()
-  history = model.fit(
-      train_ds, epochs=cfg.train.epochs, callbacks=callbacks,
-      steps_per_epoch=steps_per_epoch if distributed else None,
-      verbose=1 if sys.stdout.isatty() else 2)
-  train_seconds = time.perf_counter() - start
-  epochs_run = counter.steps / steps_per_epoch
-  losses = history.history.get("loss", [])
-  if parameter_server and losses and not math.isfinite(float(losses[-1])):
-    raise NaNLossError(f"The training loss became {losses[-1]}. Lower the "
-                       "learning rates.")
-  distributed_metrics = {}
-  if distributed and not parameter_server:
-    # Every worker takes part; compared below with the checkpoint's metrics.
-    distributed_metrics["test_in_training_strategy"] = {
-        k: float(v) for k, v in model.evaluate(
-            test_ds, return_dict=True, verbose=0).items()}
-  if parameter_server:
-    distributed_metrics["embedding_shards"] = distribute.embedding_shards(model)
-  if not chief:
+  trained = training.run(cfg)
+  if trained is None:
     return {}
-  if distributed:
-    # The chief's final checkpoint, on one device: what an export reads.
-    model, _, _ = export.load_trained(model_dir)
-    model.compile()
-
-  ranking = model.evaluate(test_ds, return_dict=True, verbose=0)
-  lists = evaluate.evaluate_lists(model, vocabulary, train, test, cfg.eval)
-  _write_projector(os.path.join(model_dir, "logs"), model, vocabulary, movies)
-  metrics = {
-      "dataset": data.dataset,
-      "split": data.split,
-      "train_ratings": len(train),
-      "test_ratings": len(test),
-      "steps_run": counter.steps,
-      "epochs_run": epochs_run,
-      "train_seconds": train_seconds,
-      "train_ratings_per_s": epochs_run * len(train) / train_seconds,
-      "train_loss_by_epoch": [float(x) for x in losses],
-      "epoch_seconds": epoch_timer.seconds,
-      "test": {k: float(v) for k, v in ranking.items()},
-      "lists": lists,
-      "distribution_strategy": cfg.distribute.strategy,
-      "replicas_per_step": distribute.replicas_per_step(strategy),
-      **distributed_metrics,
-  }
-  if cfg.train.eval_every_steps:
-    metrics["curve"] = counter.points
+  metrics = trained.metrics
   if cfg.export.export_dir:
     metrics["export"] = export.export_model(
-        model, vocabulary, movies, cfg.export.export_dir,
-        cfg.export.model_name,
+        trained.model, trained.vocabulary, trained.movies,
+        cfg.export.export_dir, cfg.export.model_name,
         export.ScannConfig(num_neighbors=cfg.eval.num_candidates),
         cfg.export.scann_model)
-  with tf.io.gfile.GFile(os.path.join(model_dir, "metrics.json"), "w") as f:
-    json.dump(metrics, f, indent=2)
+    training.write_metrics(cfg.train.model_dir, metrics)
   return metrics
 
 
@@ -476,8 +271,14 @@ def main(argv):
   if distribute.serve_if_server_task(cfg.distribute):
     return
   metrics = run(cfg)
-  print(json.dumps(metrics, indent=2))
+  if metrics:
+    print(json.dumps(metrics, indent=2))
+
+
+def run_main() -> None:
+  """Console-script entry point (`ncf-tfrs-train`)."""
+  app.run(main)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run_main()

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from ncf_tfrs import features
 from ncf_tfrs import model as model_lib
-from ncf_tfrs import pipeline
+from ncf_tfrs import data as data_lib
 
 NUM_USERS = 50
 NUM_MOVIES = 3000
@@ -23,24 +23,24 @@ CONFIG = model_lib.ModelConfig(
     retrieval_embedding_dim=DIM, ncf_embedding_dim=4, ncf_mlp_layers=(8, 4))
 
 
-def vocabulary() -> pipeline.Vocabulary:
+def vocabulary() -> data_lib.Vocabulary:
   users = np.array([f"u{i}" for i in range(NUM_USERS)], dtype=bytes)
   movies = np.array([f"m{i}" for i in range(NUM_MOVIES)], dtype=bytes)
   # Most rated first, as Vocabulary.from_ratings orders them.
-  return pipeline.Vocabulary(users, movies,
+  return data_lib.Vocabulary(users, movies,
                              np.arange(NUM_MOVIES, 0, -1, dtype=np.int64) * 3)
 
 
-def movies() -> pipeline.Movies:
+def movies() -> data_lib.Movies:
   ids = np.array([f"m{i}" for i in range(NUM_MOVIES)], dtype=object)
-  return pipeline.Movies(
+  return data_lib.Movies(
       movie_ids=ids,
       titles=np.array([f"Movie {i} (2000)" for i in range(NUM_MOVIES)],
                       dtype=object),
       genres=[["Drama", "Comedy"][i % 2:] for i in range(NUM_MOVIES)])
 
 
-def model(vocab: pipeline.Vocabulary, seed: int = 0
+def model(vocab: data_lib.Vocabulary, seed: int = 0
           ) -> model_lib.RecommenderModel:
   tf.keras.utils.set_random_seed(seed)
   built = model_lib.RecommenderModel(vocab.user_ids, vocab.movie_ids, CONFIG)

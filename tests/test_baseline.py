@@ -5,9 +5,9 @@ import ncf_tfrs  # noqa: F401  (must precede TensorFlow: selects tf-keras)
 import numpy as np
 import tensorflow as tf
 
-from ncf_tfrs import baseline
-from ncf_tfrs import bench_train
-from ncf_tfrs import pipeline
+from ncf_tfrs.bench import baseline
+from ncf_tfrs.bench import train as bench_train
+from ncf_tfrs import data as data_lib
 
 
 def test_model_has_the_notebooks_parameter_count():
@@ -18,8 +18,8 @@ def test_model_has_the_notebooks_parameter_count():
 
 
 def test_pandas_mapping_keeps_pairs_and_labels(data_dir):
-  ratings = pipeline.load("synthetic-small", data_dir)
-  train, test = pipeline.split(ratings, "random")
+  ratings = data_lib.load("synthetic-small", data_dir)
+  train, test = data_lib.split(ratings, "random")
   data = baseline.notebook_data(train, test)
   assert len(data.train_x) == len(train) and len(data.test_x) == len(test)
   assert data.num_users == len(np.unique(np.concatenate([train.user,

@@ -2,9 +2,9 @@
 
 import ncf_tfrs  # noqa: F401  (must precede TensorFlow: selects tf-keras)
 
-from ncf_tfrs import bench_serving
+from ncf_tfrs.bench import serving as bench_serving
 from ncf_tfrs import model as model_lib
-from ncf_tfrs import report
+from ncf_tfrs.bench.report import serving as serving_report
 
 SMALL = model_lib.ModelConfig(
     retrieval_embedding_dim=8, ncf_embedding_dim=4, ncf_mlp_layers=(8, 4),
@@ -30,9 +30,9 @@ def test_serving_suite_measures_the_given_architecture_and_reports_it(
 
   doc = {"repeats": 1, "targets": {"single_p50_ms": 3}, "ann": [ann],
          "end_to_end": e2e}
-  text, missing = report.render_serving(doc, {}, str(tmp_path), "##")
+  text, missing = serving_report.render_serving(doc, {}, str(tmp_path), "##")
   assert not missing
   assert ("30-user × 300-movie model (retrieval dim 8, NCF dim 4, MLP 8-4)"
           in text)
-  assert report.plot_latency(doc, str(tmp_path / "latency.png"))
+  assert serving_report.plot_latency(doc, str(tmp_path / "latency.png"))
   assert (tmp_path / "latency.png").stat().st_size > 0

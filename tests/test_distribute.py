@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
-from ncf_tfrs import export
-from ncf_tfrs import pipeline
+from ncf_tfrs.training import checkpoints
+from ncf_tfrs import data as data_lib
 
 import tensorflow as tf  # pylint: disable=g-bad-import-order
 
@@ -73,9 +73,9 @@ def _wait(process, name, log_dir):
 
 
 def _test_split(data_dir):
-  ratings = pipeline.load("synthetic-small", data_dir,
-                          pipeline.load_movies("synthetic-small", data_dir))
-  train, test = pipeline.split(ratings, "random", 0.2, 42)
+  ratings = data_lib.load("synthetic-small", data_dir,
+                          data_lib.load_movies("synthetic-small", data_dir))
+  train, test = data_lib.split(ratings, "random", 0.2, 42)
   return train, test
 
 
@@ -88,7 +88,7 @@ def _assert_restores_under_mirrored(model, vocabulary, model_dir):
     users = tf.constant(vocabulary.user_ids[:50])
     movies = tf.constant(vocabulary.movie_ids[:50])
     mirrored({"user_id": users, "movie_id": movies})
-    mirrored.load_weights(export.latest_checkpoint(model_dir)).expect_partial()
+    mirrored.load_weights(checkpoints.latest_checkpoint(model_dir)).expect_partial()
   np.testing.assert_allclose(mirrored.query_embeddings(users),
                              model.query_embeddings(users))
   np.testing.assert_allclose(mirrored.rerank_logits(users[:, None],
@@ -117,13 +117,13 @@ def test_multi_worker_mirrored_two_workers_train_and_chief_checkpoint_restores(
 
   # The chief's checkpoint, restored here on one device, predicts what the
   # two-worker model predicted in training.
-  model, vocabulary, _ = export.load_trained(str(model_dir))
+  model, vocabulary, _ = checkpoints.load_trained(str(model_dir))
   _assert_restores_under_mirrored(model, vocabulary, str(model_dir))
   model.compile()
   train, test = _test_split(data_dir)
   counts = np.bincount(train.movie, minlength=len(train.movie_ids))
   restored = model.evaluate(
-      pipeline.make_dataset(test, 65536, shuffle=False, movie_counts=counts),
+      data_lib.make_dataset(test, 65536, shuffle=False, movie_counts=counts),
       return_dict=True, verbose=0)
   in_training = metrics["test_in_training_strategy"]
   for name in ("ranking_auc", "ranking_log_loss", "ranking_mse"):
@@ -166,7 +166,7 @@ def test_parameter_server_shards_tables_over_ps_and_reduces_the_loss(
   assert len(losses) == 3 and losses[-1] < losses[0]
 
   # The sharded checkpoint restores whole tables on one device.
-  model, vocabulary, _ = export.load_trained(str(model_dir))
+  model, vocabulary, _ = checkpoints.load_trained(str(model_dir))
   table = model.query_tower.embedding.embeddings
   assert isinstance(table, tf.Variable)
   assert table.shape[0] == len(vocabulary.user_ids) + 1
@@ -181,15 +181,15 @@ def _pairs(batch):
 
 def test_worker_shards_of_a_pass_are_disjoint_and_make_the_global_batches():
   n = 100
-  ratings = pipeline.Ratings(
+  ratings = data_lib.Ratings(
       user_ids=np.array([str(i).encode() for i in range(n)]),
       movie_ids=np.array([b"a", b"b", b"c"]),
       user=np.arange(n, dtype=np.int32),
       movie=(np.arange(n) % 3).astype(np.int32),
       rating=np.full(n, 4.0, np.float32),
       timestamp=np.arange(n, dtype=np.int64))
-  one_device = pipeline.make_dataset(ratings, 20, seed=7, drop_remainder=True)
-  shards = [pipeline.make_dataset(ratings, 10, seed=7, drop_remainder=True,
+  one_device = data_lib.make_dataset(ratings, 20, seed=7, drop_remainder=True)
+  shards = [data_lib.make_dataset(ratings, 10, seed=7, drop_remainder=True,
                                   num_shards=2, shard_index=w)
             for w in range(2)]
   assert [int(s.cardinality()) for s in shards] == [5, 5]

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ncf_tfrs import config as config_lib
+from ncf_tfrs.training import config as config_lib
 from ncf_tfrs import export
-from ncf_tfrs import layout
-from ncf_tfrs import pipeline
+from ncf_tfrs.serving import contract
+from ncf_tfrs.training import checkpoints
+from ncf_tfrs import data as data_lib
 
 import export_helpers as helpers
 
@@ -43,10 +44,10 @@ def exported(tmp_path_factory):
 def test_export_layout(exported):
   root = exported["dir"]
   assert exported["path"] == os.path.join(root, helpers.MODEL_NAME, "1")
-  for suffix in ("", layout.INDEX_SUFFIX, layout.SCANN_MODEL_SUFFIX):
+  for suffix in ("", contract.INDEX_SUFFIX, contract.SCANN_MODEL_SUFFIX):
     assert os.listdir(os.path.join(root, helpers.MODEL_NAME + suffix)) == ["1"]
-  index = os.path.join(root, helpers.MODEL_NAME + layout.INDEX_SUFFIX, "1")
-  with open(os.path.join(index, layout.MOVIES_FILE)) as f:
+  index = os.path.join(root, helpers.MODEL_NAME + contract.INDEX_SUFFIX, "1")
+  with open(os.path.join(index, contract.MOVIES_FILE)) as f:
     lines = f.read().splitlines()
   assert lines[0] == "movie_id\ttitle\tgenres\tcount"
   assert lines[1] == "m0\tMovie 0 (2000)\tDrama|Comedy\t9000"
@@ -152,7 +153,7 @@ def test_unknown_user_is_flagged_and_gets_the_popularity_list(exported):
   assert out["is_fallback"].numpy().tolist() == [True]
   assert out["movie_id"][0].numpy().tolist() == [
       b"m2", b"m5", b"m9", b"unknown-movie", b""]
-  assert (out["score"][0][3:].numpy() == layout.MASKED_SCORE).all()
+  assert (out["score"][0][3:].numpy() == contract.MASKED_SCORE).all()
 
 
 def test_bad_k_is_refused_with_a_message(exported):
@@ -169,10 +170,10 @@ def test_bad_k_is_refused_with_a_message(exported):
 def test_scann_index_matches_exact_search(exported):
   from scann.scann_ops.py import scann_ops_pybind  # pylint: disable=g-import-not-at-top
   index = os.path.join(exported["dir"],
-                       helpers.MODEL_NAME + layout.INDEX_SUFFIX, "1")
+                       helpers.MODEL_NAME + contract.INDEX_SUFFIX, "1")
   searcher = scann_ops_pybind.load_searcher(os.path.join(index,
-                                                         layout.SCANN_DIR))
-  with open(os.path.join(index, layout.MANIFEST_FILE)) as f:
+                                                         contract.SCANN_DIR))
+  with open(os.path.join(index, contract.MANIFEST_FILE)) as f:
     manifest = json.load(f)
   assert manifest["scann"]["num_leaves"] == round(np.sqrt(helpers.NUM_MOVIES))
   model, vocab = exported["model"], exported["vocab"]
@@ -202,20 +203,20 @@ def test_scann_module_marks_short_searches_as_padding_not_movie_0():
   users = tf.constant(vocab.user_ids)
   out = module.scann_retrieve(users)
   ids, scores = out["movie_id"].numpy(), out["score"].numpy()
-  padded = ids == export.PADDING_ID.encode()
+  padded = ids == contract.PADDING_ID.encode()
   assert padded.any()  # The case this test is about.
   assert not np.isnan(scores).any()
-  assert (scores[padded] == export.MASKED_SCORE).all()
+  assert (scores[padded] == contract.MASKED_SCORE).all()
   for row, pad in zip(ids, padded):
     assert len(set(row[~pad])) == (~pad).sum()  # No movie twice.
   top = module.recommend(users, tf.constant(10))["movie_id"].numpy()
-  assert not (top == export.PADDING_ID.encode()).any()
+  assert not (top == contract.PADDING_ID.encode()).any()
   assert all(len(set(row)) == 10 for row in top)
 
 
 def test_exporter_refuses_non_stock_ops_naming_them(exported):
   scann_model = os.path.join(exported["dir"],
-                             helpers.MODEL_NAME + layout.SCANN_MODEL_SUFFIX,
+                             helpers.MODEL_NAME + contract.SCANN_MODEL_SUFFIX,
                              "1")
   with pytest.raises(export.NonStockOpError,
                      match=r"Scann>ScannSearchBatched"):
@@ -241,7 +242,7 @@ def test_failed_write_publishes_nothing(tmp_path):
   with pytest.raises(RuntimeError, match="disk full"):
     export.publish(root, 1, fail)
   assert os.listdir(root) == []
-  assert layout.versions(root) == []
+  assert contract.versions(root) == []
 
 
 def test_export_refused_before_publishing_leaves_versions_untouched(
@@ -251,11 +252,11 @@ def test_export_refused_before_publishing_leaves_versions_untouched(
   def refuse(path, allowed=None):
     raise export.NonStockOpError(f"{path} uses ops ...: FancyOp")
 
-  monkeypatch.setattr(export, "check_stock_ops", refuse)
+  monkeypatch.setattr(export.stock_ops, "check_stock_ops", refuse)
   with pytest.raises(export.NonStockOpError, match="FancyOp"):
     export.export_model(exported["model"], vocab, None, str(tmp_path), "m",
                         with_scann_model=False)
-  assert layout.versions(str(tmp_path / "m")) == []
+  assert contract.versions(str(tmp_path / "m")) == []
   assert not glob.glob(str(tmp_path / "m" / ".*"))
   # The index of the refused version stays, unserved; the next export skips
   # its number.
@@ -286,24 +287,24 @@ def test_killed_export_leaves_no_partial_version(tmp_path):
   finally:
     if child.poll() is None:
       child.kill()
-  assert layout.versions(root) == [3]
+  assert contract.versions(root) == [3]
   assert export.next_version(str(tmp_path), "model") == 4
   export.publish(root, 4, os.makedirs)
-  assert layout.versions(root) == [3, 4]
+  assert contract.versions(root) == [3, 4]
   assert not glob.glob(os.path.join(root, ".*"))  # The abandoned temp too.
 
 
 def test_models_config_and_requests_are_valid(exported):
   from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
   from tensorflow_serving.config import model_server_config_pb2  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(exported["dir"], layout.MODELS_CONFIG)) as f:
+  with open(os.path.join(exported["dir"], contract.MODELS_CONFIG)) as f:
     config = text_format.Parse(f.read(),
                                model_server_config_pb2.ModelServerConfig())
   models = config.model_config_list.config
   assert [(m.name, m.base_path, m.model_platform) for m in models] == [
       (helpers.MODEL_NAME, f"/models/{helpers.MODEL_NAME}", "tensorflow")]
   signatures = exported["loaded"].signatures
-  requests = glob.glob(os.path.join(exported["dir"], layout.REQUESTS_DIR,
+  requests = glob.glob(os.path.join(exported["dir"], contract.REQUESTS_DIR,
                                     "*.json"))
   assert len(requests) == 4
   for path in requests:
@@ -323,9 +324,9 @@ def test_model_dir_round_trip(exported, tmp_path):
   (tmp_path / "config.json").write_text(cfg.to_json())
   vocab.save(str(tmp_path / "vocabulary"))
   model.save_weights(str(tmp_path / "checkpoints" / "epoch-001"))
-  rebuilt, rebuilt_vocab, rebuilt_cfg = export.load_trained(str(tmp_path))
+  rebuilt, rebuilt_vocab, rebuilt_cfg = checkpoints.load_trained(str(tmp_path))
   assert rebuilt_cfg == cfg
-  assert isinstance(rebuilt_vocab, pipeline.Vocabulary)
+  assert isinstance(rebuilt_vocab, data_lib.Vocabulary)
   users, movies = tf.constant(["u1", "u2"]), tf.constant([["m1", "m2"]] * 2)
   np.testing.assert_allclose(rebuilt.rerank_scores(users, movies),
                              model.rerank_scores(users, movies), rtol=1e-6)

@@ -40,7 +40,7 @@ def _ratings(num, seed=0, planted=False):
       features.MOVIE_ID: np.array(MOVIES)[movies],
       features.LIKED: liked,
       features.RATING: np.where(liked > 0, 5.0, 1.0).astype(np.float32),
-      model_lib.MOVIE_SAMPLING_PROB: np.full(num, 1 / NUM_MOVIES, np.float32),
+      features.MOVIE_SAMPLING_PROB: np.full(num, 1 / NUM_MOVIES, np.float32),
   }
 
 
@@ -173,7 +173,7 @@ def test_one_chunk_loss_equals_retrieval_task(chunk):
     expected = stock(
         model.query_embeddings(rows[features.USER_ID]),
         model.candidate_embeddings(rows[features.MOVIE_ID]),
-        candidate_sampling_probability=rows[model_lib.MOVIE_SAMPLING_PROB],
+        candidate_sampling_probability=rows[features.MOVIE_SAMPLING_PROB],
         candidate_ids=rows[features.MOVIE_ID])
     actual = model.retrieval_loss(rows)
   np.testing.assert_allclose(actual, expected, rtol=1e-6)

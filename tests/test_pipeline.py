@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from ncf_tfrs import features
-from ncf_tfrs import pipeline
+from ncf_tfrs import data as data_lib
 
 
-def _ratings(num_users=50, num_movies=40, seed=0) -> pipeline.Ratings:
-  """Small ratings grouped by user and sorted by time, as `pipeline.load` gives."""
+def _ratings(num_users=50, num_movies=40, seed=0) -> data_lib.Ratings:
+  """Small ratings grouped by user and sorted by time, as `data_lib.load` gives."""
   rng = np.random.default_rng(seed)
   users, movies, times = [], [], []
   for u in range(num_users):
@@ -19,7 +19,7 @@ def _ratings(num_users=50, num_movies=40, seed=0) -> pipeline.Ratings:
     movies += list(rng.choice(num_movies, n, replace=False))
     times += list(np.sort(rng.integers(0, 10**6, n)))
   n = len(users)
-  return pipeline.Ratings(
+  return data_lib.Ratings(
       user_ids=np.array([f"u{i}".encode() for i in range(num_users)], object),
       movie_ids=np.array([f"m{i}".encode() for i in range(num_movies)], object),
       user=np.array(users, np.int32),
@@ -28,28 +28,28 @@ def _ratings(num_users=50, num_movies=40, seed=0) -> pipeline.Ratings:
       timestamp=np.array(times, np.int64))
 
 
-def _pairs(r: pipeline.Ratings) -> set[tuple[bytes, bytes]]:
+def _pairs(r: data_lib.Ratings) -> set[tuple[bytes, bytes]]:
   return set(zip(r.user_ids[r.user], r.movie_ids[r.movie]))
 
 
 def test_random_split_is_the_notebook_split_size_and_deterministic():
   r = _ratings()
-  train, test = pipeline.split(r, "random", 0.2, seed=42)
+  train, test = data_lib.split(r, "random", 0.2, seed=42)
   assert len(test) == int(np.ceil(0.2 * len(r)))
   assert len(train) + len(test) == len(r)
   assert _pairs(train) | _pairs(test) == _pairs(r)
   assert not _pairs(train) & _pairs(test)
-  again = pipeline.split(r, "random", 0.2, seed=42)[1]
+  again = data_lib.split(r, "random", 0.2, seed=42)[1]
   assert _pairs(again) == _pairs(test)
-  other = pipeline.split(r, "random", 0.2, seed=7)[1]
+  other = data_lib.split(r, "random", 0.2, seed=7)[1]
   assert _pairs(other) != _pairs(test)
 
 
 def test_random_split_does_not_depend_on_row_order():
   r = _ratings()
   shuffled = r.take(np.random.default_rng(1).permutation(len(r)))
-  assert (_pairs(pipeline.split(shuffled, "random")[1]) ==
-          _pairs(pipeline.split(r, "random")[1]))
+  assert (_pairs(data_lib.split(shuffled, "random")[1]) ==
+          _pairs(data_lib.split(r, "random")[1]))
 
 
 @pytest.mark.parametrize("shuffle_rows", [False, True])
@@ -57,7 +57,7 @@ def test_temporal_split_holds_out_each_users_latest(shuffle_rows):
   r = _ratings()
   if shuffle_rows:
     r = r.take(np.random.default_rng(2).permutation(len(r)))
-  train, test = pipeline.split(r, "temporal", 0.25)
+  train, test = data_lib.split(r, "temporal", 0.25)
   for u in range(len(r.user_ids)):
     train_times = train.timestamp[train.user == u]
     test_times = test.timestamp[test.user == u]
@@ -70,22 +70,22 @@ def test_temporal_split_holds_out_each_users_latest(shuffle_rows):
 def test_split_rejects_bad_arguments():
   r = _ratings()
   with pytest.raises(ValueError, match="test_fraction"):
-    pipeline.split(r, "random", 1.5)
+    data_lib.split(r, "random", 1.5)
   with pytest.raises(ValueError, match="split method"):
-    pipeline.split(r, "by_moon_phase")
+    data_lib.split(r, "by_moon_phase")
 
 
 def test_vocabulary_comes_from_train_most_frequent_first(tmp_path):
   r = _ratings()
-  train, _ = pipeline.split(r, "random", 0.5, seed=3)
-  vocab = pipeline.Vocabulary.from_ratings(train)
+  train, _ = data_lib.split(r, "random", 0.5, seed=3)
+  vocab = data_lib.Vocabulary.from_ratings(train)
   counts = collections.Counter(train.movie_ids[train.movie])
   assert set(vocab.movie_ids) == set(counts)
   assert list(vocab.movie_counts) == [counts[m] for m in vocab.movie_ids]
   assert all(np.diff(vocab.movie_counts) <= 0)
   assert set(vocab.user_ids) == set(train.user_ids[train.user])
   vocab.save(str(tmp_path))
-  loaded = pipeline.Vocabulary.load(str(tmp_path))
+  loaded = data_lib.Vocabulary.load(str(tmp_path))
   np.testing.assert_array_equal(loaded.movie_ids, vocab.movie_ids)
   np.testing.assert_array_equal(loaded.user_ids, vocab.user_ids)
   np.testing.assert_array_equal(loaded.movie_counts, vocab.movie_counts)
@@ -101,7 +101,7 @@ def _one_pass(ds):
 
 def test_dataset_pass_yields_every_rating_once_with_labels():
   r = _ratings()
-  ds = pipeline.make_dataset(r, batch_size=64, shuffle=True, seed=5)
+  ds = data_lib.make_dataset(r, batch_size=64, shuffle=True, seed=5)
   rows = _one_pass(ds)
   expected = list(zip(r.user_ids[r.user], r.movie_ids[r.movie], r.rating))
   assert sorted(row[:3] for row in rows) == sorted(expected)
@@ -112,19 +112,19 @@ def test_dataset_pass_yields_every_rating_once_with_labels():
 
 def test_dataset_reshuffles_each_pass_deterministically():
   r = _ratings()
-  ds = pipeline.make_dataset(r, batch_size=64, shuffle=True, seed=5)
+  ds = data_lib.make_dataset(r, batch_size=64, shuffle=True, seed=5)
   first, second = _one_pass(ds), _one_pass(ds)
   assert first != second
-  same_seed = pipeline.make_dataset(r, batch_size=64, shuffle=True, seed=5)
+  same_seed = data_lib.make_dataset(r, batch_size=64, shuffle=True, seed=5)
   assert _one_pass(same_seed) == first
-  in_order = _one_pass(pipeline.make_dataset(r, batch_size=64, shuffle=False))
+  in_order = _one_pass(data_lib.make_dataset(r, batch_size=64, shuffle=False))
   assert [row[:2] for row in in_order] == list(
       zip(r.user_ids[r.user], r.movie_ids[r.movie]))
 
 
 def test_dataset_gives_movie_sampling_probability():
   r = _ratings()
-  batch = next(pipeline.make_dataset(r, batch_size=len(r), shuffle=False)
+  batch = next(data_lib.make_dataset(r, batch_size=len(r), shuffle=False)
                .as_numpy_iterator())
   counts = collections.Counter(r.movie_ids[r.movie])
   for movie, prob in zip(batch[features.MOVIE_ID],
@@ -135,7 +135,7 @@ def test_dataset_gives_movie_sampling_probability():
 def test_load_reads_back_exactly_what_was_generated(data_dir):
   from ncf_tfrs.datasets.movielens_users import synthetic  # pylint: disable=g-import-not-at-top
   data = synthetic.generate(synthetic.SPECS["synthetic-small"])
-  ratings = pipeline.load("synthetic-small", data_dir)
+  ratings = data_lib.load("synthetic-small", data_dir)
   assert len(ratings) == data.num_ratings
   got = sorted(zip(ratings.user_ids[ratings.user].astype(str),
                    ratings.movie_ids[ratings.movie].astype(str),
@@ -152,7 +152,7 @@ def test_load_reads_back_exactly_what_was_generated(data_dir):
 
 
 def test_load_movies_has_titles_and_genres(data_dir):
-  movies = pipeline.load_movies("synthetic-small", data_dir)
+  movies = data_lib.load_movies("synthetic-small", data_dir)
   assert len(movies.movie_ids) == 1682
   assert [int(m) for m in movies.movie_ids] == sorted(
       int(m) for m in movies.movie_ids)
@@ -162,19 +162,19 @@ def test_load_movies_has_titles_and_genres(data_dir):
 
 def test_dataset_drop_remainder_gives_static_full_batches():
   r = _ratings()
-  ds = pipeline.make_dataset(r, batch_size=64, drop_remainder=True)
+  ds = data_lib.make_dataset(r, batch_size=64, drop_remainder=True)
   assert ds.element_spec[features.USER_ID].shape.as_list() == [64]
   rows = _one_pass(ds)
   assert len(rows) == (len(r) // 64) * 64
   assert len(set(rows)) == len(rows)
   with pytest.raises(ValueError, match="no batch"):
-    pipeline.make_dataset(r, batch_size=len(r) + 1, drop_remainder=True)
+    data_lib.make_dataset(r, batch_size=len(r) + 1, drop_remainder=True)
 
 
 def test_prepare_offline_without_the_archive_names_what_is_missing(tmp_path):
-  with pytest.raises(pipeline.DatasetNotFoundError,
+  with pytest.raises(data_lib.DatasetNotFoundError,
                      match=r"holds no ml-1m\.zip or ml-1m/"):
-    pipeline.prepare("1m", data_dir=str(tmp_path / "data"),
+    data_lib.prepare("1m", data_dir=str(tmp_path / "data"),
                      manual_dir=str(tmp_path), download=False)
 
 
@@ -187,6 +187,6 @@ def test_prepare_says_how_to_go_offline_when_the_download_fails(
 
   monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
                       no_network)
-  with pytest.raises(pipeline.DatasetNotFoundError,
+  with pytest.raises(data_lib.DatasetNotFoundError,
                      match="(?s)Could not download .*ml-100k.zip.*manual_dir"):
-    pipeline.prepare("100k", data_dir=str(tmp_path))
+    data_lib.prepare("100k", data_dir=str(tmp_path))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
-from ncf_tfrs import projector
+from ncf_tfrs.training import projector
 import tensorflow as tf
 from tensorboard.plugins.projector import projector_config_pb2
 

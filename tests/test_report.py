@@ -9,7 +9,7 @@ import sys
 import matplotlib.image
 import pytest
 
-from ncf_tfrs import report
+from ncf_tfrs.bench import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MACHINE = {"platform": "Linux-6.1-x86_64-with-glibc2.36",

@@ -16,8 +16,9 @@ import pytest
 import tensorflow as tf
 
 from ncf_tfrs import export
-from ncf_tfrs import layout
+from ncf_tfrs.serving import contract
 from ncf_tfrs import serving
+from ncf_tfrs.serving import backends
 
 import export_helpers as helpers
 
@@ -59,12 +60,12 @@ def test_search_returns_full_lists_where_scann_leaves_run_short(tmp_path):
   queries = rng.uniform(-0.05, 0.05, (200, 32)).astype(np.float32)
   config = export.ScannConfig(num_neighbors=200, min_tree_size=1000)
   searcher = export.build_scann_searcher(movies, config)
-  os.makedirs(tmp_path / layout.SCANN_DIR)
-  searcher.serialize(str(tmp_path / layout.SCANN_DIR), relative_path=True)
-  with open(tmp_path / layout.MOVIES_FILE, "w") as f:
+  os.makedirs(tmp_path / contract.SCANN_DIR)
+  searcher.serialize(str(tmp_path / contract.SCANN_DIR), relative_path=True)
+  with open(tmp_path / contract.MOVIES_FILE, "w") as f:
     f.write("movie_id\ttitle\tgenres\tcount\n")
     f.writelines(f"m{i}\t\t\t1\n" for i in range(len(movies)))
-  with open(tmp_path / layout.MANIFEST_FILE, "w") as f:
+  with open(tmp_path / contract.MANIFEST_FILE, "w") as f:
     json.dump({"version": 1, "scann": config.resolve(len(movies))}, f)
   raw_rows, raw_scores = searcher.search_batched_parallel(
       queries, final_num_neighbors=200, pre_reorder_num_neighbors=800)
@@ -186,7 +187,7 @@ def test_grpc_request_and_backend(exported):
   from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
   from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=g-import-not-at-top
 
-  request = serving.predict_request(
+  request = backends.predict_request(
       helpers.MODEL_NAME, 1, "rerank",
       {"user_id": np.array(["u1"], dtype=object),
        "movie_id": np.array([["m1", "m2"]], dtype=object),
@@ -251,4 +252,4 @@ def test_recommend_command_prints_titles(exported):
   assert lines[0] == "user u1" and lines[1].startswith("  1. Movie ")
   assert lines[4] == "user nobody (unknown user: most rated movies)"
   assert lines[5].startswith("  1. Movie 0 (2000)")
-  assert layout.PADDING_ID == ""
+  assert contract.PADDING_ID == ""

@@ -12,9 +12,10 @@ from absl import flags
 from absl.testing import flagsaver
 import pytest
 
-from ncf_tfrs import config as config_lib
-from ncf_tfrs import pipeline
+from ncf_tfrs.training import config as config_lib
+from ncf_tfrs import data as data_lib
 from ncf_tfrs import train
+from ncf_tfrs.training import callbacks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,7 +50,7 @@ def test_train_writes_model_dir_metrics_curve_and_export(data_dir, tmp_path):
     assert 0.0 <= metrics["lists"][name] <= 1.0
   assert metrics["lists"]["retrieval_recall_at_100"] > (
       metrics["lists"]["retrieval_recall_at_10"])
-  vocab = pipeline.Vocabulary.load(str(tmp_path / "vocabulary"))
+  vocab = data_lib.Vocabulary.load(str(tmp_path / "vocabulary"))
   assert len(vocab.movie_ids) > 1000
   assert os.listdir(tmp_path / "checkpoints")
   assert os.listdir(tmp_path / "logs")
@@ -98,14 +99,14 @@ def test_nan_loss_stops_with_a_clear_message(data_dir, tmp_path):
   cfg = _smoke_config(data_dir, str(tmp_path))
   cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(
       cfg.optimizer, embedding_learning_rate=1e38, dense_learning_rate=1e38))
-  with pytest.raises(train.NaNLossError, match="learning rate"):
+  with pytest.raises(callbacks.NaNLossError, match="learning rate"):
     train.run(cfg)
 
 
 def test_missing_dataset_says_how_to_get_it(tmp_path):
   cfg = config_lib.ExperimentConfig(data=config_lib.DataConfig(
       dataset="100k", data_dir=str(tmp_path), download=False))
-  with pytest.raises(pipeline.DatasetNotFoundError, match="manual_dir"):
+  with pytest.raises(data_lib.DatasetNotFoundError, match="manual_dir"):
     train.run(dataclasses.replace(
         cfg, train=dataclasses.replace(cfg.train, model_dir=str(tmp_path))))
 
@@ -132,5 +133,5 @@ def test_every_flagfile_parses_into_a_config(flagfile, monkeypatch):
   with flagsaver.flagsaver():
     flags.FLAGS(["train", f"--flagfile=configs/{flagfile}"])
     cfg = train.config_from_flags()
-  assert cfg.data.dataset in pipeline.DATASET_CONFIGS
+  assert cfg.data.dataset in data_lib.DATASET_CONFIGS
   assert cfg.train.model_dir.startswith("runs/")

@@ -1,8 +1,8 @@
-"""Typed configuration of a training run.
+"""Typed configuration of a training run: the defaults of every command.
 
-`train.py` turns its absl flags into an `ExperimentConfig`; everything below
-the entry point takes these frozen dataclasses, never flags, so the library
-can be driven from Python (tests, benchmarks, notebooks) as well.
+`ncf_tfrs.train` turns its absl flags into an `ExperimentConfig`; everything
+below the entry point takes these frozen dataclasses, never flags, so the
+library can be driven from Python (tests, benchmarks, notebooks) as well.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
-from ncf_tfrs import distribute
-from ncf_tfrs import evaluate
 from ncf_tfrs import model as model_lib
+from ncf_tfrs.training import distribute
+from ncf_tfrs.training import evaluation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,9 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
-  """What training exports for serving when it finishes (`ncf_tfrs.export`).
+  """What the train command exports for serving when training finishes.
+
+  (`ncf_tfrs.export` does the exporting; the train command hands it these.)
 
   Attributes:
     export_dir: TF Serving model root; None skips the export.
@@ -90,7 +92,7 @@ class ExperimentConfig:
   model: model_lib.ModelConfig = model_lib.ModelConfig()
   optimizer: model_lib.OptimizerConfig = model_lib.OptimizerConfig()
   train: TrainConfig = TrainConfig()
-  eval: evaluate.ListEvalConfig = evaluate.ListEvalConfig()
+  eval: evaluation.ListEvalConfig = evaluation.ListEvalConfig()
   export: ExportConfig = ExportConfig()
   distribute: distribute.DistributeConfig = distribute.DistributeConfig()
 

@@ -10,7 +10,7 @@ from typing import Mapping, Optional, Sequence
 import tensorflow as tf
 
 from ncf_tfrs import features
-from ncf_tfrs import towers
+from ncf_tfrs.model import towers
 
 
 class NcfScorer(tf.keras.layers.Layer):

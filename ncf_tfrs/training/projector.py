@@ -11,8 +11,8 @@ projector shows exactly that, given three files in a TensorBoard log dir:
 - `projector_config.pbtxt`, which names the checkpoint tensor and the
   metadata file.
 
-`train.py` calls `write_projector` at the end of training with the candidate
-embeddings of the whole movie vocabulary; `tensorboard --logdir
+The training loop calls `write_movie_projector` at the end of training with
+the candidate embeddings of the whole movie vocabulary; `tensorboard --logdir
 <model_dir>/logs` then shows them under "Projector".
 """
 
@@ -25,6 +25,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins import projector
+
+from ncf_tfrs import data as data_lib
 
 METADATA_FILENAME = "metadata.tsv"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -136,3 +138,17 @@ def write_projector(log_dir: str,
   embedding.metadata_path = METADATA_FILENAME
   projector.visualize_embeddings(log_dir, config)
   return os.path.join(log_dir, "projector_config.pbtxt")
+
+
+def write_movie_projector(log_dir: str, model, vocabulary: data_lib.Vocabulary,
+                          movies: data_lib.Movies) -> None:
+  """The trained movie embeddings of `model`, titled, for the projector."""
+  catalog = vocabulary.movie_ids.astype(bytes)
+  row = {m: i for i, m in enumerate(movies.movie_ids.astype(bytes))}
+  rows = [row.get(m) for m in catalog]
+  write_projector(
+      log_dir, catalog,
+      model.candidate_embeddings(tf.constant(catalog)).numpy(),
+      titles=["" if i is None else movies.titles[i] for i in rows],
+      genres=[[] if i is None else movies.genres[i] for i in rows],
+      counts=vocabulary.movie_counts)

@@ -135,9 +135,9 @@ def _synthetic_export(export_dir: str, num_users: int, num_movies: int,
   from ncf_tfrs import export  # pylint: disable=g-import-not-at-top
   from ncf_tfrs import features  # pylint: disable=g-import-not-at-top
   from ncf_tfrs import model as model_lib  # pylint: disable=g-import-not-at-top
-  from ncf_tfrs import pipeline  # pylint: disable=g-import-not-at-top
+  from ncf_tfrs import data as data_lib  # pylint: disable=g-import-not-at-top
   tf.keras.utils.set_random_seed(0)
-  vocabulary = pipeline.Vocabulary(
+  vocabulary = data_lib.Vocabulary(
       user_ids=np.array([str(i) for i in range(1, num_users + 1)], dtype=bytes),
       movie_ids=np.array([str(i) for i in range(1, num_movies + 1)],
                          dtype=bytes),
@@ -257,6 +257,34 @@ def run_suite(repeats: int,
     results["end_to_end"] = end_to_end(repeats, *end_to_end_size,
                                        model_config=model_config,
                                        work_dir=work_dir)
+  return results
+
+
+def run_for_config(dataset: str, product_flagfile: str, repeats: int,
+                   scann_catalogs: Sequence[int] = ()) -> dict:
+  """The suite sized by a synthetic config, on the product's architecture.
+
+  Catalogs are the config's movie count plus `scann_catalogs`; the
+  end-to-end export is the config's users x movies with the flagfile's
+  ModelConfig.
+  """
+  from ncf_tfrs.bench import process  # pylint: disable=g-import-not-at-top
+  from ncf_tfrs.datasets.movielens_users import synthetic  # pylint: disable=g-import-not-at-top
+  from ncf_tfrs.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  if dataset not in synthetic.SPECS:
+    raise ValueError(f"{dataset}: the serving suite takes its sizes from a "
+                     f"synthetic config, one of {sorted(synthetic.SPECS)}.")
+  spec = synthetic.SPECS[dataset]
+  with tempfile.TemporaryDirectory(prefix="ncf_tfrs_serving_") as work_dir:
+    with open(process.product_config(product_flagfile, dataset,
+                                     work_dir)) as f:
+      model_config = config_lib.ExperimentConfig.from_json(f.read()).model
+    results = run_suite(
+        repeats, catalog_sizes=[spec.num_movies, *scann_catalogs],
+        random_catalog_sizes=[spec.num_movies],
+        end_to_end_size=(spec.num_users, spec.num_movies),
+        model_config=model_config, work_dir=work_dir)
+  results.update(dataset=dataset, product_flagfile=product_flagfile)
   return results
 
 

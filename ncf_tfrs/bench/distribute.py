@@ -1,12 +1,13 @@
 r"""Training throughput under each tf.distribute strategy on this host.
 
-  python -m ncf_tfrs.bench_distribute --runs_data_dir /tmp/tfds
+  python -m ncf_tfrs.bench --suite distribute --config synthetic-small \
+      --product_flagfile configs/ml32m.flags --data_dir /tmp/tfds
 
 Runs the train command as it is run in production (real processes, loopback
-TF_CONFIG for the multi-worker case) for `--epochs` epochs, `--repeats` times,
+TF_CONFIG for the multi-worker case) for `epochs` epochs, `repeats` times,
 and reports the median ratings/s of the epochs after the first (the chief's
-`epoch_seconds`), so start-up and tracing are left out. On a host with one CPU socket the strategies share the
-same cores: the figures show the overhead of each strategy, not a speed-up.
+`epoch_seconds`), so start-up and tracing are left out. On a host with one
+CPU socket the strategies share the same cores: the figures show the overhead of each strategy, not a speed-up.
 """
 
 from __future__ import annotations
@@ -18,25 +19,7 @@ import subprocess
 import sys
 import tempfile
 
-from absl import app
-from absl import flags
 import numpy as np
-
-FLAGS = flags.FLAGS
-
-
-def _define_flags() -> None:
-  """Flags exist only when this runs as a program, never on import."""
-  flags.DEFINE_string("runs_flagfile", "configs/ml32m.flags",
-                      "Flagfile of the measured runs.")
-  flags.DEFINE_string("runs_dataset", "synthetic-small",
-                      "Dataset of the measured runs.")
-  flags.DEFINE_string("runs_data_dir", None, "TFDS data dir of the runs.")
-  flags.DEFINE_integer("epochs", 4, "Epochs of each run; the first is not "
-                       "timed.")
-  flags.DEFINE_integer("repeats", 3, "Runs per setup; the median is kept.")
-  flags.DEFINE_string("output", "bench_distribute.json", "JSON written.")
-  flags.DEFINE_integer("run_timeout_s", 900, "Limit of each run.")
 
 # name -> (strategy flag, processes, extra flags)
 SETUPS = {
@@ -57,18 +40,18 @@ def _free_ports(count: int) -> list[int]:
       s.close()
 
 
-def ratings_per_s(strategy: str, processes: int, extra: list[str],
-                  epochs: int) -> float:
+def ratings_per_s(flagfile: str, dataset: str, data_dir: str | None,
+                  strategy: str, processes: int, extra: list[str],
+                  epochs: int, timeout_s: float) -> float:
   """Training ratings/s after the first epoch, in one train command run."""
   with tempfile.TemporaryDirectory() as model_dir:
     command = [sys.executable, "-m", "ncf_tfrs.train",
-               f"--flagfile={FLAGS.runs_flagfile}",
-               f"--dataset={FLAGS.runs_dataset}",
+               f"--flagfile={flagfile}", f"--dataset={dataset}",
                f"--model_dir={model_dir}", "--export_dir=", "--eval_users=100",
                f"--epochs={epochs}", f"--distribution_strategy={strategy}",
                *extra]
-    if FLAGS.runs_data_dir:
-      command.append(f"--data_dir={FLAGS.runs_data_dir}")
+    if data_dir:
+      command.append(f"--data_dir={data_dir}")
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(processes)]}
     runs = []
     for index in range(processes):
@@ -80,7 +63,7 @@ def ratings_per_s(strategy: str, processes: int, extra: list[str],
                                    stderr=subprocess.PIPE))
     try:
       for run in runs:
-        _, err = run.communicate(timeout=FLAGS.run_timeout_s)
+        _, err = run.communicate(timeout=timeout_s)
         if run.returncode:
           raise RuntimeError(err.decode(errors="replace")[-3000:])
     finally:
@@ -96,26 +79,25 @@ def ratings_per_s(strategy: str, processes: int, extra: list[str],
   return ratings_per_epoch * len(timed) / sum(timed)
 
 
-def main(argv):
-  del argv
+def run_suite(flagfile: str, dataset: str, data_dir: str | None,
+              epochs: int, repeats: int, timeout_s: float) -> dict:
+  """Every setup of `SETUPS`, `repeats` runs each; medians of ratings/s."""
   results = []
   for name, (strategy, processes, extra) in SETUPS.items():
-    rates = [ratings_per_s(strategy, processes, extra, FLAGS.epochs)
-             for _ in range(FLAGS.repeats)]
+    rates = [ratings_per_s(flagfile, dataset, data_dir, strategy, processes,
+                           extra, epochs, timeout_s)
+             for _ in range(repeats)]
     results.append({"setup": name, "strategy": strategy,
-                    "processes": processes, "epochs": FLAGS.epochs,
+                    "processes": processes, "epochs": epochs,
                     "repeats": rates,
                     "ratings_per_s": float(np.median(rates))})
     print(results[-1], flush=True)
-  with open(FLAGS.output, "w") as f:
-    json.dump({"flagfile": FLAGS.runs_flagfile, "dataset": FLAGS.runs_dataset,
-               "cpus": os.cpu_count(), "results": results}, f, indent=2)
+  return {"flagfile": flagfile, "dataset": dataset, "cpus": os.cpu_count(),
+          "results": results}
+
+
+def print_table(report: dict) -> None:
   print("\n| setup | ratings/s (median) | runs |\n|---|---|---|")
-  for r in results:
+  for r in report["results"]:
     runs = ", ".join(f"{x:,.0f}" for x in r["repeats"])
     print(f"| {r['setup']} | {r['ratings_per_s']:,.0f} | {runs} |")
-
-
-if __name__ == "__main__":
-  _define_flags()
-  app.run(main)

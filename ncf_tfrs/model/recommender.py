@@ -4,96 +4,20 @@
 with an in-batch softmax retrieval task, and the NCF scorer, trained with a
 binary "liked" ranking task, as in the TFRS multitask tutorial. The two tasks
 share no variables; one input pipeline feeds both, and each task can be
-switched off by giving it weight 0. `make_optimizer` builds the optimizer that
-updates embedding tables sparsely.
+switched off by giving it weight 0.
 """
 
-import dataclasses
 import math
-from typing import List, Mapping, Optional, Tuple
+from typing import List, Mapping, Optional
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from ncf_tfrs import features
-from ncf_tfrs import ncf
-from ncf_tfrs import towers
-
-# Batch column: the movie's share of training ratings, for logQ correction.
-MOVIE_SAMPLING_PROB = "movie_sampling_prob"
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-  """Architecture and loss of `RecommenderModel`.
-
-  Both losses are sums over the examples of a batch (the TFRS retrieval
-  convention), so a row's gradient does not shrink with the batch size and
-  the two weights compare per-example cross-entropies.
-
-  Attributes:
-    retrieval_embedding_dim: Width of the query and candidate embeddings.
-    ncf_embedding_dim: Width of each NCF embedding (GMF and MLP).
-    ncf_mlp_layers: Widths of the ReLU layers of the NCF MLP branch.
-    retrieval_weight: Weight of the retrieval loss; 0 skips the task.
-    ranking_weight: Weight of the ranking loss; 0 skips the task.
-    retrieval_batch_size: The in-batch softmax runs over chunks of this many
-      examples of each batch (its cost grows with the square of the chunk);
-      None uses the whole batch as one chunk.
-    sampling_bias_correction: Subtract log(movie sampling probability) from
-      the retrieval logits; batches must then have `movie_sampling_prob`.
-    remove_accidental_hits: Do not use a movie as a negative for an example
-      whose positive is the same movie.
-    temperature: Optional softmax temperature of the retrieval task.
-    num_hard_negatives: Optional: keep only the hardest in-chunk negatives.
-    retrieval_l2: L2 penalty on looked-up retrieval embedding rows.
-    ncf_l2: L2 penalty on looked-up NCF embedding rows and Dense kernels.
-    ncf_bias: Add a learned user bias and movie bias to the NCF logit.
-    rating_weight: Weight of the ordinal rating task (see `RatingThresholds`),
-      which trains the NCF logit on every half-star threshold of the rating,
-      not only on liked; 0 skips the task.
-  """
-  retrieval_embedding_dim: int = 32
-  ncf_embedding_dim: int = 16
-  ncf_mlp_layers: Tuple[int, ...] = (64, 32, 16)
-  retrieval_weight: float = 1.0
-  ranking_weight: float = 1.0
-  retrieval_batch_size: Optional[int] = 1024
-  sampling_bias_correction: bool = True
-  remove_accidental_hits: bool = True
-  temperature: Optional[float] = None
-  num_hard_negatives: Optional[int] = None
-  retrieval_l2: float = 0.0
-  ncf_l2: float = 0.0
-  ncf_bias: bool = False
-  rating_weight: float = 0.0
-
-  def __post_init__(self):
-    if min(self.retrieval_weight, self.ranking_weight, self.rating_weight) < 0:
-      raise ValueError(f"Task weights must be >= 0: {self}")
-    if not self.retrieval_weight and not self.ranking_weight:
-      raise ValueError("At least one of retrieval_weight and ranking_weight "
-                       "must be positive.")
-    if self.rating_weight and not self.ranking_weight:
-      raise ValueError("rating_weight > 0 needs ranking_weight > 0: the "
-                       "rating task trains the NCF scorer next to the ranking "
-                       "task.")
-    if self.retrieval_batch_size is not None and self.retrieval_batch_size < 1:
-      raise ValueError(f"retrieval_batch_size must be positive: {self}")
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizerConfig:
-  """Learning rates of `make_optimizer`.
-
-  Attributes:
-    embedding_learning_rate: Adagrad learning rate of the embedding tables.
-    adagrad_initial_accumulator: Adagrad's initial accumulator value.
-    dense_learning_rate: Adam learning rate of all other variables.
-  """
-  embedding_learning_rate: float = 0.1
-  adagrad_initial_accumulator: float = 0.1
-  dense_learning_rate: float = 1e-3
+from ncf_tfrs.model import ncf
+from ncf_tfrs.model import towers
+from ncf_tfrs.model.config import ModelConfig
+from ncf_tfrs.model.losses import InBatchSoftmaxLoss
 
 
 class _OnProbabilities:
@@ -168,44 +92,6 @@ def _ranking_metrics() -> List[tf.keras.metrics.Metric]:
           from_logits=True, name="ranking_log_loss"),
       tf.keras.metrics.AUC(from_logits=True, name="ranking_auc"),
   ]
-
-
-@tf.custom_gradient
-def _diagonal_softmax_cross_entropy(logits: tf.Tensor):
-  """-log softmax(logits)[i, i] per row i, for square logits [N, N].
-
-  The gradient, softmax - identity, reuses the forward pass's exponentials:
-  no second exp over the logits, and no label matrix.
-  """
-  top = tf.stop_gradient(tf.reduce_max(logits, axis=1, keepdims=True))
-  exp = tf.exp(logits - top)
-  total = tf.reduce_sum(exp, axis=1, keepdims=True)
-  loss = tf.squeeze(tf.math.log(total) + top, 1) - tf.linalg.diag_part(logits)
-
-  def grad(upstream):
-    softmax = exp * (upstream[:, tf.newaxis] / total)
-    return tf.linalg.set_diag(
-        softmax, tf.linalg.diag_part(softmax) - upstream)
-
-  return loss, grad
-
-
-class InBatchSoftmaxLoss(tf.keras.losses.Loss):
-  """The retrieval task's softmax cross-entropy, without its dense labels.
-
-  `tfrs.tasks.Retrieval` scores every query of a chunk against every
-  candidate and passes `tf.eye` as labels: query i's positive is candidate i.
-  Keras's categorical cross-entropy then reads a [chunk, chunk] label matrix
-  per chunk, in the forward and the backward pass, and TF's fused softmax
-  cross-entropy kernels were the most expensive ops of a training step on
-  CPU. This loss knows the positives are on the diagonal and computes the
-  same values and gradients in fewer passes over the logits. It cannot be
-  combined with hard-negative mining, which reorders the candidates.
-  """
-
-  def call(self, y_true, y_pred):
-    del y_true  # tf.eye; the positives are on the diagonal.
-    return _diagonal_softmax_cross_entropy(y_pred)
 
 
 class RecommenderModel(tfrs.Model):
@@ -375,10 +261,11 @@ class RecommenderModel(tfrs.Model):
     candidates = self.candidate_tower(movie_ids, training=training)
     columns = {"query_embeddings": queries, "candidate_embeddings": candidates}
     if self._config.sampling_bias_correction:
-      if MOVIE_SAMPLING_PROB not in inputs:
-        raise KeyError(
-            f"Sampling-bias correction needs a '{MOVIE_SAMPLING_PROB}' column.")
-      columns["candidate_sampling_probability"] = inputs[MOVIE_SAMPLING_PROB]
+      if features.MOVIE_SAMPLING_PROB not in inputs:
+        raise KeyError("Sampling-bias correction needs a "
+                       f"'{features.MOVIE_SAMPLING_PROB}' column.")
+      columns["candidate_sampling_probability"] = inputs[
+          features.MOVIE_SAMPLING_PROB]
     if self._config.remove_accidental_hits:
       # Integer ids compare faster than strings in the [chunk, chunk] mask.
       columns["candidate_ids"] = self.candidate_tower.lookup(movie_ids)
@@ -423,41 +310,3 @@ class RecommenderModel(tfrs.Model):
     _, total = tf.while_loop(
         lambda i, _: i < num_chunks, body, (tf.constant(0), tf.constant(0.0)))
     return total
-
-
-def _embedding_variables(model: tf.keras.Model) -> List[tf.Variable]:
-  return [v for layer in model.submodules
-          if isinstance(layer, tf.keras.layers.Embedding)
-          for v in layer.trainable_weights]
-
-
-def _dense_variables(model: tf.keras.Model) -> List[tf.Variable]:
-  embeddings = {v.ref() for v in _embedding_variables(model)}
-  return [v for v in model.trainable_variables if v.ref() not in embeddings]
-
-
-def make_optimizer(
-    model: tf.keras.Model,
-    config: OptimizerConfig = OptimizerConfig()
-) -> tfrs.experimental.optimizers.CompositeOptimizer:
-  """Adagrad for embedding tables, Adam for everything else.
-
-  Adagrad updates only the rows a batch touches; Adam (tf-keras, legacy or
-  not) decays its moments over the whole table every step. The optimizer
-  cannot be serialized (`model.save`); use checkpoints or `save_weights`.
-
-  Args:
-    model: The model whose trainable variables the optimizer will update.
-    config: Learning rates.
-
-  Returns:
-    An optimizer for `model.compile`.
-  """
-  embedding_optimizer = tf.keras.optimizers.legacy.Adagrad(
-      config.embedding_learning_rate,
-      initial_accumulator_value=config.adagrad_initial_accumulator)
-  dense_optimizer = tf.keras.optimizers.legacy.Adam(config.dense_learning_rate)
-  return tfrs.experimental.optimizers.CompositeOptimizer([
-      (embedding_optimizer, lambda: _embedding_variables(model)),
-      (dense_optimizer, lambda: _dense_variables(model)),
-  ])

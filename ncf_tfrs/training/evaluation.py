@@ -20,12 +20,11 @@ Recall is hits / relevant movies, averaged over users.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 import tensorflow as tf
 
-from ncf_tfrs import pipeline
+from ncf_tfrs import data as data_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +51,7 @@ class ListEvalConfig:
 class _UserItems:
   """Per-user movie lists in catalog positions, as CSR arrays."""
 
-  def __init__(self, ratings: pipeline.Ratings, catalog_position: np.ndarray,
+  def __init__(self, ratings: data_lib.Ratings, catalog_position: np.ndarray,
                num_users: int):
     movie = catalog_position[ratings.movie]
     keep = movie >= 0
@@ -90,9 +89,9 @@ def _recall_and_ndcg(top: np.ndarray, relevant: np.ndarray
 
 
 def evaluate_lists(model,
-                   vocabulary: pipeline.Vocabulary,
-                   train: pipeline.Ratings,
-                   test: pipeline.Ratings,
+                   vocabulary: data_lib.Vocabulary,
+                   train: data_lib.Ratings,
+                   test: data_lib.Ratings,
                    config: ListEvalConfig = ListEvalConfig()
                    ) -> dict[str, float]:
   """Top-k list metrics of `model` on the held-out ratings `test`.
@@ -195,93 +194,3 @@ def held_out_sample(num_ratings: int, size: int = 200_000,
     return np.arange(num_ratings)
   rng = np.random.default_rng(seed)
   return np.sort(rng.choice(num_ratings, size, replace=False))
-
-
-class StepCounter(tf.keras.callbacks.Callback):
-  """Counts the training steps this process ran.
-
-  With `steps_per_execution`, Keras calls the batch hooks once per execution
-  with the first and last step index, so steps are counted from the indices
-  rather than from the calls. A resumed run counts only the steps it ran.
-  """
-
-  def __init__(self):
-    super().__init__()
-    # It reads no logs, so Keras may skip converting them, and runs it under
-    # ParameterServerStrategy too, which refuses other batch-level callbacks.
-    self._supports_tf_logs = True
-    self.steps = 0
-    self._first = 0
-
-  def on_train_batch_begin(self, batch, logs=None):
-    self._first = int(batch)
-
-  def on_train_batch_end(self, batch, logs=None):
-    self.steps += int(batch) - self._first + 1
-
-
-class EpochTimer(tf.keras.callbacks.Callback):
-  """Wall-clock seconds of each epoch's training steps.
-
-  Later epochs exclude start-up and tracing, so throughput comparisons (one
-  device vs a distribution strategy) read them instead of the run's total.
-  Placed first among the callbacks, it also leaves out the time the others
-  spend at epoch ends (checkpoints).
-  """
-
-  def __init__(self):
-    super().__init__()
-    self.seconds: list[float] = []
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self._start = time.perf_counter()
-
-  def on_epoch_end(self, epoch, logs=None):
-    self.seconds.append(time.perf_counter() - self._start)
-
-
-class HeldOutCurve(StepCounter):
-  """Evaluates held-out ratings during training: the learning curve.
-
-  Each time training passes a multiple of `every_steps` steps, and once more
-  when training ends, runs `model.evaluate` on `dataset` (a fixed held-out
-  sample, see `held_out_sample`) and records the metrics against the training
-  wall-clock seconds so far, which exclude the time spent evaluating.
-  Benchmarks plot these points to compare how fast recipes learn, not just
-  where they end.
-  """
-
-  def __init__(self, dataset: tf.data.Dataset, every_steps: int,
-               ratings_per_step: int):
-    super().__init__()
-    if every_steps <= 0:
-      raise ValueError(f"every_steps must be positive, got {every_steps}.")
-    self._dataset = dataset
-    self._every = every_steps
-    self._ratings_per_step = ratings_per_step
-    self.points: list[dict[str, float]] = []
-
-  def on_train_begin(self, logs=None):
-    self._seconds = 0.0
-    self._since = time.perf_counter()
-
-  def on_train_batch_end(self, batch, logs=None):
-    before = self.steps
-    super().on_train_batch_end(batch, logs)
-    if self.steps // self._every > before // self._every:
-      self._record()
-
-  def on_train_end(self, logs=None):
-    if not self.points or self.points[-1]["step"] != self.steps:
-      self._record()
-
-  def _record(self):
-    self._seconds += time.perf_counter() - self._since
-    metrics = self.model.evaluate(self._dataset, return_dict=True, verbose=0)
-    self.points.append({
-        "step": self.steps,
-        "ratings": self.steps * self._ratings_per_step,
-        "train_seconds": self._seconds,
-        **{k: float(v) for k, v in metrics.items()},
-    })
-    self._since = time.perf_counter()

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from ncf_tfrs import pipeline
+from ncf_tfrs import data as data_lib
 
 BATCH_SIZE = 256
 LEARNING_RATE = 1e-3
@@ -78,8 +78,8 @@ def _integer_ids(ids: np.ndarray) -> np.ndarray:
   return np.asarray(ids).astype(np.int64)
 
 
-def notebook_data(train: pipeline.Ratings,
-                  test: pipeline.Ratings) -> NotebookData:
+def notebook_data(train: data_lib.Ratings,
+                  test: data_lib.Ratings) -> NotebookData:
   """Maps ids the notebook's way (pandas, before the split) on our split."""
   start = time.perf_counter()
   data = pd.DataFrame({

@@ -5,9 +5,10 @@ figures; `ncf_tfrs.bench` runs each in a fresh process (so peak RSS is the
 stage's own) and puts them side by side. All stages use the same data, the
 same split and the same held-out sample for their learning curves.
 
-- `notebook_stage`: the notebook's recipe (`ncf_tfrs.baseline`), one epoch.
-- `product_stage`: `ncf_tfrs.train.run` on a flagfile's settings, whose
-  metrics.json carries its own learning curve.
+- `notebook_stage`: the notebook's recipe (`ncf_tfrs.bench.baseline`), one
+  epoch.
+- the product: the `ncf_tfrs.train` command on a flagfile's settings, whose
+  metrics.json carries its own learning curve (`train_command`).
 - `throughput_stage`: ratings/s of short, repeated training windows of the
   joint model, the ranking task alone and the notebook recipe, interleaved
   in one process, so their ratios hold on a shared machine.
@@ -16,16 +17,22 @@ same split and the same held-out sample for their learning curves.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import shutil
 import statistics
+import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
-from ncf_tfrs import baseline
-from ncf_tfrs import evaluate
+from ncf_tfrs import data as data_lib
 from ncf_tfrs import model as model_lib
-from ncf_tfrs import pipeline
+from ncf_tfrs.bench import baseline
+from ncf_tfrs.bench import process
+from ncf_tfrs.training import callbacks
+from ncf_tfrs.training import evaluation
 
 def notebook_stage(dataset: str, data_dir: str | None, split: str = "random",
                    seed: int = 42, curve_points: int = 10,
@@ -45,18 +52,18 @@ def notebook_stage(dataset: str, data_dir: str | None, split: str = "random",
     Wall times, ratings/s, the final held-out metrics and the curve.
   """
   tf.keras.utils.set_random_seed(seed)
-  pipeline.prepare(dataset, data_dir, download=False)
-  ratings = pipeline.load(dataset, data_dir)
-  train, test = pipeline.split(ratings, split, seed=seed)
+  data_lib.prepare(dataset, data_dir, download=False)
+  ratings = data_lib.load(dataset, data_dir)
+  train, test = data_lib.split(ratings, split, seed=seed)
   del ratings
   data = baseline.notebook_data(train, test)
-  sample = evaluate.held_out_sample(len(test))
+  sample = evaluation.held_out_sample(len(test))
   train_ds = baseline.train_dataset(data, seed=seed)
   steps = -(-len(data.train_x) // baseline.BATCH_SIZE)
   if max_train_ratings:
     steps = min(steps, -(-max_train_ratings // baseline.BATCH_SIZE))
     train_ds = train_ds.take(steps)
-  curve = evaluate.HeldOutCurve(
+  curve = callbacks.HeldOutCurve(
       baseline.ordered_dataset(data.test_x[sample], data.test_y[sample]),
       every_steps=max(1, steps // curve_points),
       ratings_per_step=baseline.BATCH_SIZE)
@@ -98,7 +105,7 @@ class _ExecutionTimes(tf.keras.callbacks.Callback):
     return (last - first) * batch_size / (end - start)
 
 
-def oracle_metrics(test: pipeline.Ratings) -> dict[str, float] | None:
+def oracle_metrics(test: data_lib.Ratings) -> dict[str, float] | None:
   """The synthetic generator's planted probabilities scored as a model."""
   if test.oracle is None:
     return None
@@ -126,7 +133,7 @@ def throughput_stage(dataset: str, data_dir: str | None,
   ranking task alone and of the notebook recipe run in turn, `repeats`
   times, in this one process: each ratio compares windows that shared the
   machine's state. The product is fed by its own pipeline
-  (`pipeline.make_dataset`); the notebook recipe by batches of 256 sliced
+  (`data_lib.make_dataset`); the notebook recipe by batches of 256 sliced
   from a shuffled in-memory copy of its training pairs, which is faster than
   its own tf.data shuffle (in its favour). Only warm steps count: the
   first execution of each window (iterator start, tracing) is excluded.
@@ -142,13 +149,13 @@ def throughput_stage(dataset: str, data_dir: str | None,
         f"steps_per_execution={steps_per_execution} steps: the first is "
         "not timed.")
   tf.keras.utils.set_random_seed(seed)
-  pipeline.prepare(dataset, data_dir, download=False)
-  ratings = pipeline.load(dataset, data_dir)
-  train, test = pipeline.split(ratings, "random", seed=seed)
+  data_lib.prepare(dataset, data_dir, download=False)
+  ratings = data_lib.load(dataset, data_dir)
+  train, test = data_lib.split(ratings, "random", seed=seed)
   del ratings
-  vocabulary = pipeline.Vocabulary.from_ratings(train)
+  vocabulary = data_lib.Vocabulary.from_ratings(train)
   counts = np.bincount(train.movie, minlength=len(train.movie_ids))
-  product_ds = pipeline.make_dataset(train, batch_size, seed=seed,
+  product_ds = data_lib.make_dataset(train, batch_size, seed=seed,
                                      movie_counts=counts, drop_remainder=True)
   notebook = baseline.notebook_data(train, test)
   order = np.random.default_rng(seed).permutation(len(notebook.train_x))
@@ -192,3 +199,115 @@ def throughput_stage(dataset: str, data_dir: str | None,
         "median": statistics.median(ratios), "min": min(ratios),
         "max": max(ratios)}
   return {"throughput": result, "oracle": oracle_metrics(test)}
+
+
+TARGETS = {
+    "joint_ratings_per_s": 140_000, "ranking_only_ratings_per_s": 500_000,
+    "peak_rss_gib": 10, "accuracy_gain": 0.02, "auc_gain": 0.03,
+    "wall_time_fraction": 0.2, "recall_at_100_gain": 0.2,
+}
+STAGES = ("notebook", "product", "tutorial", "throughput")
+
+
+def train_command(name: str, flagfile: str, dataset: str, data_dir: str,
+                  work_dir: str, eval_every_steps: int) -> dict[str, object]:
+  """The product's own train command on `flagfile`, from a fresh model dir."""
+  model_dir = os.path.join(work_dir, f"{name}_model")
+  shutil.rmtree(model_dir, ignore_errors=True)  # Never resume an old run.
+  _, seconds, rss = process.run_python([
+      "-m", "ncf_tfrs.train", f"--flagfile={flagfile}", f"--dataset={dataset}",
+      f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--export_dir=",
+      f"--eval_every_steps={eval_every_steps}"])
+  with open(os.path.join(model_dir, "metrics.json")) as f:
+    result = json.load(f)
+  result.update(recipe=name, flagfile=flagfile, peak_rss_gib=rss,
+                process_seconds=seconds,
+                # Training only, as the notebook's wall_seconds (its id mapping
+                # plus its epoch): loading and final evaluation are left out.
+                wall_seconds=result["train_seconds"])
+  return result
+
+
+def run_suite(dataset: str, data_dir: str | None, work_dir: str | None,
+              product_flagfile: str, tutorial_flagfile: str,
+              stages: list[str], reuse: bool, eval_every_steps: int,
+              repeats: int, window_steps: int) -> dict[str, object]:
+  """The train suite on one split of `dataset`; stage results in work_dir.
+
+  Each stage runs in a fresh process; with `reuse`, a stage whose result is
+  already in work_dir is read back instead of run again.
+  """
+  unknown = sorted(set(stages) - set(STAGES))
+  if unknown:
+    raise ValueError(f"Unknown train stages {unknown}; known: {STAGES}.")
+  data_dir = data_dir or tempfile.mkdtemp(prefix="ncf_tfrs_bench_")
+  work_dir = work_dir or tempfile.mkdtemp(prefix="ncf_tfrs_train_")
+  os.makedirs(work_dir, exist_ok=True)
+  process.run_stage("prepare", dataset, data_dir)
+  config_path = process.product_config(product_flagfile, dataset, work_dir)
+  report = {"dataset": dataset, "split": "random", "stages": {},
+            "targets": TARGETS, "work_dir": work_dir}
+  for stage in stages:
+    path = os.path.join(work_dir, f"{stage}.json")
+    if reuse and os.path.exists(path):
+      with open(path) as f:
+        result = json.load(f)
+      print(f"{stage}: reused {path}", flush=True)
+    else:
+      print(f"{stage}: running", flush=True)
+      if stage == "notebook":
+        result = process.run_stage("notebook_train", dataset, data_dir)
+        result["peak_rss_gib"] = result.pop("notebook_train_peak_rss_gib")
+      elif stage == "product":
+        result = train_command("product", product_flagfile, dataset,
+                               data_dir, work_dir, eval_every_steps)
+      elif stage == "tutorial":
+        result = train_command("tfrs-basic-retrieval", tutorial_flagfile,
+                               dataset, data_dir, work_dir, 10**9)
+      else:
+        result = process.run_stage(
+            "throughput", dataset, data_dir,
+            f"--product_config={config_path}", f"--repeats={repeats}",
+            f"--window_steps={window_steps}")
+      with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    if stage == "throughput":
+      report["throughput"] = result["throughput"]
+      report["oracle"] = result["oracle"]
+    else:
+      report["stages"][stage] = result
+  return report
+
+
+def print_table(report: dict[str, object]) -> None:
+  stages = report["stages"]
+  print(f"\n{report['dataset']}, held-out ratings of the random split:")
+  print("recipe | train s | ratings/s | AUC | accuracy | log loss | "
+        "recall@100 | peak RSS GiB")
+  nan = float("nan")
+  for name, r in stages.items():
+    test = r["test"]
+    # The notebook's Keras metrics are named as it named them; the product's
+    # ranking task prefixes its own (its bare "loss" is the summed total).
+    prefix = "" if name == "notebook" else "ranking_"
+    log_loss = test.get("loss" if name == "notebook" else "ranking_log_loss",
+                        nan)
+    print(" | ".join([
+        name, f"{r['wall_seconds']:.0f}", f"{r['train_ratings_per_s']:,.0f}",
+        f"{test.get(prefix + 'auc', nan):.4f}",
+        f"{test.get(prefix + 'accuracy', nan):.4f}", f"{log_loss:.4f}",
+        f"{r.get('lists', {}).get('retrieval_recall_at_100', nan):.4f}",
+        f"{r['peak_rss_gib']:.1f}"]))
+  if report.get("oracle"):
+    o = report["oracle"]
+    print(f"oracle | - | - | {o['auc']:.4f} | {o['accuracy']:.4f} | "
+          f"{o['log_loss']:.4f} | - | -")
+  if "throughput" in report:
+    t = report["throughput"]
+    print("\nthroughput, ratings/s (median [min, max] of "
+          f"{t['repeats']} interleaved windows):")
+    for name in ("joint", "ranking_only", "notebook"):
+      print(f"{name}: {t[name]['median']:,.0f} [{t[name]['min']:,.0f}, "
+            f"{t[name]['max']:,.0f}]")
+    for name in ("joint_vs_notebook", "ranking_only_vs_notebook"):
+      print(f"{name}: {t[name]['median']:.1f}x")

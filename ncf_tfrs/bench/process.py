@@ -1,0 +1,72 @@
+"""Fresh processes for benchmark stages: each stage's peak RSS is its own.
+
+Also what every suite records beside its figures: the machine, and medians
+over repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def run_python(argv: list[str]) -> tuple[str, float, float]:
+  """Runs a Python command in a fresh process: stdout, seconds, peak RSS GiB."""
+  start = time.perf_counter()
+  with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    proc = subprocess.Popen([sys.executable] + argv, stdout=out, stderr=err)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status):
+      err.seek(0)
+      raise RuntimeError(f"{' '.join(argv)} failed:\n{err.read()[-4000:]}")
+    out.seek(0)
+    return out.read(), seconds, usage.ru_maxrss / 2**20  # KiB -> GiB
+
+
+def run_stage(stage: str, config: str, data_dir: str,
+              *extra: str) -> dict[str, object]:
+  """Runs `python -m ncf_tfrs.bench --stage=...` fresh; adds its peak RSS."""
+  out, _, rss = run_python(["-m", "ncf_tfrs.bench", f"--stage={stage}",
+                            f"--config={config}", f"--data_dir={data_dir}",
+                            *extra])
+  result = json.loads(out.strip().splitlines()[-1])
+  result[f"{stage}_peak_rss_gib"] = rss
+  return result
+
+
+def product_config(flagfile: str, dataset: str, work_dir: str) -> str:
+  """Resolves a train command flagfile into a config.json; returns its path."""
+  out, _, _ = run_python(["-m", "ncf_tfrs.train", f"--flagfile={flagfile}",
+                          f"--dataset={dataset}", "--print_config"])
+  path = os.path.join(work_dir, "product_config.json")
+  with open(path, "w") as f:
+    f.write(out)
+  return path
+
+
+def machine() -> dict[str, object]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return {
+      "platform": platform.platform(),
+      "processor": platform.processor() or platform.machine(),
+      "cpus": os.cpu_count(),
+      "python": platform.python_version(),
+      "tensorflow": tf.__version__,
+      "tensorflow_datasets": tfds.__version__,
+  }
+
+
+def summarize(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+  """Median, min and max of every numeric figure over repeated runs."""
+  return {k: {"median": statistics.median(r[k] for r in runs),
+              "min": min(r[k] for r in runs),
+              "max": max(r[k] for r in runs)}
+          for k in runs[0] if isinstance(runs[0][k], (int, float))}

@@ -1,0 +1,78 @@
+r"""Exports a trained model directory for serving.
+
+  python -m ncf_tfrs.export --model_dir runs/demo --export_dir export \
+      --model_name ncf_tfrs
+
+Writes the next version of the stock SavedModel, the ScaNN index and
+(optionally) the ScaNN-op SavedModel; see `ncf_tfrs.export`.
+"""
+
+from __future__ import annotations
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
+from ncf_tfrs import data as data_lib
+from ncf_tfrs import export
+from ncf_tfrs import training
+from ncf_tfrs.serving import contract
+
+_D = training.ExperimentConfig()
+_S = export.ScannConfig()
+
+_MODEL_DIR = flags.DEFINE_string("model_dir", _D.train.model_dir,
+                                 "A train command's model directory.")
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", _D.export.export_dir, "TF Serving model root to export into.")
+_MODEL_NAME = flags.DEFINE_string("model_name", _D.export.model_name,
+                                  "Model name in TF Serving.")
+_NUM_CANDIDATES = flags.DEFINE_integer(
+    "num_candidates", _S.num_neighbors,
+    "Candidates ScaNN returns per user (reranked by NCF).", lower_bound=1)
+_NUM_LEAVES = flags.DEFINE_integer(
+    "scann_num_leaves", _S.num_leaves,
+    "ScaNN tree leaves (default ~sqrt(movies)).", lower_bound=2)
+_LEAVES_FRACTION = flags.DEFINE_float(
+    "scann_leaves_to_search_fraction", _S.leaves_to_search_fraction,
+    "Share of ScaNN leaves searched per query.", lower_bound=0.0,
+    upper_bound=1.0)
+_REORDER = flags.DEFINE_integer(
+    "scann_reordering_num_neighbors", _S.reordering_num_neighbors,
+    "AH candidates rescored exactly (default 4 x num_candidates).",
+    lower_bound=1)
+_SCANN_MODEL = flags.DEFINE_bool(
+    "scann_model", _D.export.scann_model,
+    f"Also export the SavedModel with ScaNN inside (<model_name>"
+    f"{contract.SCANN_MODEL_SUFFIX}; not loadable by stock TF Serving).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  model, vocabulary, cfg = training.load_trained(_MODEL_DIR.value)
+  try:
+    movies = data_lib.load_movies(cfg.data.dataset, cfg.data.data_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning("No titles for %s (%s); movies.tsv has ids only.",
+                    cfg.data.dataset, e)
+    movies = None
+  scann_config = export.ScannConfig(
+      num_neighbors=_NUM_CANDIDATES.value,
+      num_leaves=_NUM_LEAVES.value,
+      leaves_to_search_fraction=_LEAVES_FRACTION.value,
+      reordering_num_neighbors=_REORDER.value)
+  path = export.export_model(model, vocabulary, movies, _EXPORT_DIR.value,
+                             _MODEL_NAME.value, scann_config,
+                             _SCANN_MODEL.value)
+  print(path)
+
+
+def run_main() -> None:
+  """Console-script entry point (`ncf-tfrs-export`)."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run_main()

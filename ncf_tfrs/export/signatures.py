@@ -1,0 +1,232 @@
+"""The SavedModels' serving signatures: the stock-op module and the ScaNN-op one.
+
+Signatures of the stock model (all take raw string ids; batch dimension B;
+names from `ncf_tfrs.serving.contract`):
+
+  user_embedding  user_id [B] -> embedding [B, D] float32, is_fallback [B]
+  score           user_id [B], movie_id [B, C] -> score, ncf_logit,
+                  liked_prob [B, C] float32, is_known_movie [B, C] bool
+  rerank          user_id [B], movie_id [B, C], k [] int32 -> movie_id [B, k]
+                  string, score [B, k] float32, is_fallback [B] bool
+  retrieve        user_id [B], k [] int32 -> movie_id [B, k], score [B, k],
+                  is_fallback [B]   (exact top-k over the whole catalog)
+  serving_default = retrieve
+
+`is_fallback` marks users outside the vocabulary: `retrieve` gives them the
+most rated movies and `rerank` orders their candidates by popularity, rather
+than an embedding of the unknown-id row passed off as personal. `score` is
+the served order (`RecommenderModel.rerank_scores`: retrieval logit + NCF
+log-probability). In `rerank`, movie id "" pads a short candidate list, and
+padding and unknown movies score `MASKED_SCORE`, below every real candidate.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ncf_tfrs import data as data_lib
+from ncf_tfrs import model as model_lib
+from ncf_tfrs.export import scann_index
+from ncf_tfrs.serving import contract
+from ncf_tfrs.serving.contract import Input
+from ncf_tfrs.serving.contract import Output
+from ncf_tfrs.serving.contract import Signature
+
+
+def _string_spec(shape: Sequence[Optional[int]], name: str) -> tf.TensorSpec:
+  return tf.TensorSpec(shape, tf.string, name=name)
+
+
+_K_SPEC = tf.TensorSpec([], tf.int32, name=Input.K)
+
+
+class _Untracked:
+  """Holds an object without making it part of a SavedModel."""
+
+  def __init__(self, value):
+    self.value = value
+
+
+class ServingModule(tf.Module):
+  """The stock-op serving graph: the model plus its catalog, baked in.
+
+  Its functions call the trained `RecommenderModel` (whose StringLookup
+  layers map raw ids in the graph) and it keeps the model's variables and
+  lookup tables, the catalog's candidate embeddings as a variable (so exact
+  retrieval is one matmul and `tf.math.top_k`), and the popularity order for
+  users outside the vocabulary. The movie catalog is the model's movie
+  vocabulary, which is most rated first: its first k ids are the popularity
+  list.
+  """
+
+  def __init__(self, model: model_lib.RecommenderModel,
+               vocabulary: data_lib.Vocabulary) -> None:
+    super().__init__(name="ncf_tfrs_serving")
+    # The functions below call the Keras model, but the SavedModel keeps only
+    # what they capture: its variables and lookup tables. Saving the Keras
+    # objects themselves would serialize every layer's config, vocabularies
+    # included (minutes at ml-32m's 200k users), for nothing TF Serving uses.
+    self._keras = _Untracked(model)
+    self.model_variables = list(model.variables)
+    # (model.submodules would find them too, but walks the 200k-id
+    # vocabulary lists element by element.)
+    self.lookup_tables = [
+        tower.lookup.lookup_table
+        for tower in (model.query_tower, model.candidate_tower,
+                      model.ncf.user_embedding, model.ncf.movie_embedding)]
+    movie_ids = np.asarray(vocabulary.movie_ids).astype(bytes)
+    self._num_movies = len(movie_ids)
+    self.catalog = tf.Variable(movie_ids, trainable=False, name="catalog")
+    self.catalog_embeddings = tf.Variable(
+        model.candidate_embeddings(tf.constant(movie_ids)),
+        trainable=False, name="catalog_embeddings")
+    counts = np.asarray(vocabulary.movie_counts, dtype=np.float64)
+    self.log_popularity = tf.Variable(
+        np.log(np.maximum(counts, 1) / max(counts.sum(), 1)).astype(
+            np.float32),
+        trainable=False, name="log_popularity")
+
+  @property
+  def model(self) -> model_lib.RecommenderModel:
+    return self._keras.value
+
+  def _is_fallback(self, user_ids: tf.Tensor) -> tf.Tensor:
+    return tf.equal(self.model.query_tower.lookup(user_ids), 0)
+
+  def _movie_index(self, movie_ids: tf.Tensor) -> tf.Tensor:
+    """Catalog row of each movie id, -1 for unknown ones."""
+    return self.model.candidate_tower.lookup(movie_ids) - 1
+
+  def _check_k(self, k: tf.Tensor, limit: tf.Tensor, what: str):
+    return tf.debugging.assert_equal(
+        tf.logical_and(k >= 1, k <= limit), True,
+        message=f"k must be between 1 and the number of {what}")
+
+  @tf.function(input_signature=[_string_spec([None], Input.USER_ID)])
+  def user_embedding(self, user_id):
+    """Query embeddings; fallback users get the unknown-id row, flagged."""
+    return {
+        Output.EMBEDDING: self.model.query_embeddings(user_id),
+        Output.IS_FALLBACK: self._is_fallback(user_id),
+    }
+
+  @tf.function(input_signature=[
+      _string_spec([None], Input.USER_ID),
+      _string_spec([None, None], Input.MOVIE_ID)])
+  def score(self, user_id, movie_id):
+    """Every score of users [B] against their movies [B, C]."""
+    logits = self.model.rerank_logits(user_id, movie_id)
+    return {
+        Output.SCORE: self.model.rerank_scores(user_id, movie_id),
+        Output.NCF_LOGIT: logits,
+        Output.LIKED_PROB: tf.sigmoid(logits),
+        Output.IS_KNOWN_MOVIE: self._movie_index(movie_id) >= 0,
+    }
+
+  @tf.function(input_signature=[
+      _string_spec([None], Input.USER_ID),
+      _string_spec([None, None], Input.MOVIE_ID), _K_SPEC])
+  def rerank(self, user_id, movie_id, k):
+    """The top k of each user's candidates in the served order."""
+    with tf.control_dependencies(
+        [self._check_k(k, tf.shape(movie_id)[1], "candidates")]):
+      k = tf.identity(k)
+    is_fallback = self._is_fallback(user_id)
+    index = self._movie_index(movie_id)
+    popularity = tf.gather(self.log_popularity, tf.maximum(index, 0))
+    scores = tf.where(is_fallback[:, tf.newaxis], popularity,
+                      self.model.rerank_scores(user_id, movie_id))
+    scores = tf.where(index >= 0, scores, contract.MASKED_SCORE)
+    top = tf.math.top_k(scores, k)
+    return {
+        Output.MOVIE_ID: tf.gather(movie_id, top.indices, batch_dims=1),
+        Output.SCORE: top.values,
+        Output.IS_FALLBACK: is_fallback,
+    }
+
+  @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
+                                _K_SPEC])
+  def retrieve(self, user_id, k):
+    """Exact top k of the whole catalog by retrieval logit (stock ops)."""
+    with tf.control_dependencies(
+        [self._check_k(k, self._num_movies, "movies")]):
+      k = tf.identity(k)
+    is_fallback = self._is_fallback(user_id)
+    logits = tf.matmul(self.model.query_embeddings(user_id),
+                       self.catalog_embeddings, transpose_b=True)
+    top = tf.math.top_k(logits, k)
+    popular = tf.broadcast_to(tf.range(k), tf.shape(top.indices))
+    indices = tf.where(is_fallback[:, tf.newaxis], popular, top.indices)
+    scores = tf.where(is_fallback[:, tf.newaxis],
+                      tf.gather(self.log_popularity, popular), top.values)
+    return {
+        Output.MOVIE_ID: tf.gather(self.catalog, indices),
+        Output.SCORE: scores,
+        Output.IS_FALLBACK: is_fallback,
+    }
+
+  def signatures(self) -> dict:
+    return {
+        Signature.USER_EMBEDDING: self.user_embedding.get_concrete_function(),
+        Signature.SCORE: self.score.get_concrete_function(),
+        Signature.RERANK: self.rerank.get_concrete_function(),
+        Signature.RETRIEVE: self.retrieve.get_concrete_function(),
+        Signature.DEFAULT: self.retrieve.get_concrete_function(),
+    }
+
+
+class ScannServingModule(ServingModule):
+  """The stock module plus ScaNN inside: needs the scann TF ops to load.
+
+  For in-process serving and custom TF Serving builds that link ScaNN; stock
+  TF Serving refuses it ("Op type not registered 'Scann>...'").
+
+  Extra signatures:
+    scann_retrieve  user_id [B] -> movie_id [B, C], score [B, C], is_fallback
+    recommend       user_id [B], k [] -> movie_id [B, k], score, is_fallback:
+                    ScaNN top C, then `rerank`, in one call.
+  """
+
+  def __init__(self, model: model_lib.RecommenderModel,
+               vocabulary: data_lib.Vocabulary,
+               settings: dict) -> None:
+    super().__init__(model, vocabulary)
+    from scann.scann_ops.py import scann_ops  # pylint: disable=g-import-not-at-top
+    builder = scann_ops.builder(self.catalog_embeddings.numpy(),
+                                settings["num_neighbors"], "dot_product")
+    self.scann = scann_index.configure_scann(builder, settings).build().serialize_to_module()
+    self._num_neighbors = settings["num_neighbors"]
+
+  @tf.function(input_signature=[_string_spec([None], Input.USER_ID)])
+  def scann_retrieve(self, user_id):
+    from scann.scann_ops.py import scann_ops  # pylint: disable=g-import-not-at-top
+    searcher = scann_ops.searcher_from_module(self.scann)
+    indices, scores = searcher.search_batched(
+        self.model.query_embeddings(user_id))
+    # Where the searched leaves held fewer than C movies, ScaNN pads with
+    # index 0 and a NaN score; padding ids are masked by `rerank`.
+    padded = tf.math.is_nan(scores)
+    return {
+        Output.MOVIE_ID: tf.where(padded, contract.PADDING_ID,
+                             tf.gather(self.catalog, indices)),
+        Output.SCORE: tf.where(padded, contract.MASKED_SCORE, scores),
+        Output.IS_FALLBACK: self._is_fallback(user_id),
+    }
+
+  @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
+                                _K_SPEC])
+  def recommend(self, user_id, k):
+    candidates = self.scann_retrieve(user_id)[Output.MOVIE_ID]
+    popular = tf.broadcast_to(self.catalog[:self._num_neighbors],
+                              tf.shape(candidates))
+    candidates = tf.where(self._is_fallback(user_id)[:, tf.newaxis], popular,
+                          candidates)
+    return self.rerank(user_id, candidates, k)
+
+  def signatures(self) -> dict:
+    return {**super().signatures(),
+            Signature.SCANN_RETRIEVE: self.scann_retrieve.get_concrete_function(),
+            Signature.RECOMMEND: self.recommend.get_concrete_function()}

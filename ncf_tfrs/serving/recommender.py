@@ -1,0 +1,199 @@
+"""Serving: ScaNN candidates, then the NCF rerank, in process or via TF Serving.
+
+`Recommender` answers "top k movies for these users": the stock SavedModel's
+`user_embedding` signature gives each user's query embedding and whether the
+user is unknown; the exported ScaNN index (scann's Python searcher) finds the
+top C candidates of known users, less the movies the caller says they have
+seen; the `rerank` signature orders the candidates as served (retrieval logit
++ NCF log-probability) and keeps k. Unknown users get the most rated unseen
+movies instead, flagged `is_fallback`.
+
+The SavedModel runs behind a `Backend` (`ncf_tfrs.serving.backends`): in
+process by default, or in TF Serving over REST or gRPC.
+
+ScaNN always runs here, beside TF Serving: stock TF Serving has no ScaNN op.
+Requests name the version they were built against, so the index and the
+served model always come from the same export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from ncf_tfrs.serving import backends
+from ncf_tfrs.serving import catalog as catalog_lib
+from ncf_tfrs.serving import contract
+from ncf_tfrs.serving.contract import Input
+from ncf_tfrs.serving.contract import Output
+from ncf_tfrs.serving.contract import Signature
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendation:
+  """One user's served list, best first."""
+  user_id: str
+  movie_ids: list[str]
+  titles: list[str]
+  scores: list[float]
+  is_fallback: bool
+
+
+def _check_ids(values, field: str) -> list[str]:
+  if isinstance(values, (str, bytes)) or not isinstance(
+      values, (Sequence, np.ndarray)):
+    raise ValueError(f"{field} must be a list of string ids, got "
+                     f"{type(values).__name__}.")
+  if np.ndim(values) != 1:
+    raise ValueError(f"{field} must be a one-dimensional list of ids, got "
+                     f"shape {np.shape(values)}.")
+  values = list(values)
+  if not values:
+    raise ValueError(f"{field} is empty.")
+  out = []
+  for value in values:
+    if isinstance(value, bytes):
+      value = value.decode()
+    if not isinstance(value, str) or not value:
+      raise ValueError(f"{field} must hold non-empty string ids, got "
+                       f"{value!r}.")
+    out.append(value)
+  return out
+
+
+def _check_k(k, limit: int, field: str = "k") -> int:
+  if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+    raise ValueError(f"{field} must be an integer, got {k!r}.")
+  if not 1 <= k <= limit:
+    raise ValueError(f"{field} must be between 1 and {limit}, got {k}.")
+  return int(k)
+
+
+class Recommender:
+  """User ids in, top-k movie ids, titles and scores out.
+
+  Build it with `Recommender.load` (in process), or give it a
+  `RestBackend`/`GrpcBackend` and the same export's `Catalog`.
+  """
+
+  def __init__(self, backend: backends.Backend, catalog: catalog_lib.Catalog,
+               num_candidates: Optional[int] = None) -> None:
+    """Initializes the recommender.
+
+    Args:
+      backend: Runs the stock SavedModel's signatures.
+      catalog: The ScaNN index and movies of the backend's version.
+      num_candidates: ScaNN candidates reranked per user (C); default the
+        export's.
+    """
+    if catalog.manifest.get("version") not in (None, backend.version):
+      raise ValueError(
+          f"The index is version {catalog.manifest['version']} but the model "
+          f"is version {backend.version}; they must come from one export.")
+    self.backend = backend
+    self.catalog = catalog
+    self.num_candidates = _check_k(
+        num_candidates or catalog.manifest["scann"]["num_neighbors"],
+        len(catalog), "num_candidates")
+
+  @classmethod
+  def load(cls, export_dir: str, model_name: str = "ncf_tfrs",
+           version: Optional[int] = None,
+           num_candidates: Optional[int] = None) -> Recommender:
+    """The in-process recommender over an export (latest version default)."""
+    version = version or contract.latest_version(export_dir, model_name)
+    backend = backends.EmbeddedBackend(
+        os.path.join(export_dir, model_name, str(version)))
+    return cls(backend,
+               catalog_lib.load_catalog(export_dir, model_name, version),
+               num_candidates)
+
+  def _seen_rows(self, seen, num_users: int) -> list[np.ndarray]:
+    if seen is None:
+      return [np.zeros(0, np.int64)] * num_users
+    if isinstance(seen, (str, bytes)) or len(seen) != num_users:
+      raise ValueError("seen must hold one list of movie ids per user.")
+    rows = []
+    for movies in seen:
+      if isinstance(movies, (str, bytes)):
+        raise ValueError("seen must hold one list of movie ids per user.")
+      rows.append(np.array(
+          [r for r in (self.catalog.row.get(
+              m.decode() if isinstance(m, bytes) else m) for m in movies)
+           if r is not None], dtype=np.int64))
+    return rows
+
+  def recommend(self, user_ids: Sequence[str], k: int = 10,
+                seen: Optional[Sequence[Iterable[str]]] = None
+                ) -> list[Recommendation]:
+    """Top k movies per user, never one the user has seen.
+
+    Args:
+      user_ids: Raw user ids.
+      k: Length of each list.
+      seen: Optional, per user: movie ids to leave out (their ratings).
+
+    Returns:
+      One `Recommendation` per user, in order.
+    """
+    user_ids = _check_ids(user_ids, "user_ids")
+    k = _check_k(k, len(self.catalog))
+    seen_rows = self._seen_rows(seen, len(user_ids))
+    users = np.array(user_ids, dtype=object)
+    answer = self.backend.predict(Signature.USER_EMBEDDING,
+                                  {Input.USER_ID: users})
+    is_fallback = np.asarray(answer[Output.IS_FALLBACK], dtype=bool)
+    width = min(max(self.num_candidates, k), len(self.catalog))
+    most_seen = max(len(rows) for rows in seen_rows)
+    fetch = min(width + most_seen, len(self.catalog))
+    rows = np.empty((len(users), fetch), dtype=np.int64)
+    rows[is_fallback] = np.arange(fetch)  # Most rated first.
+    known = np.flatnonzero(~is_fallback)
+    if len(known):
+      rows[known] = self.catalog.search(
+          np.asarray(answer[Output.EMBEDDING])[known], fetch)
+    candidates = np.full((len(users), width), contract.PADDING_ID,
+                         dtype=object)
+    for i, (row, seen_row) in enumerate(zip(rows, seen_rows)):
+      if len(seen_row):
+        row = row[~np.isin(row, seen_row)]
+      row = row[:width]
+      candidates[i, :len(row)] = self.catalog.movie_ids[row]
+    return self._rerank(users, candidates, k)
+
+  def rerank(self, user_id: str, movie_ids: Sequence[str],
+             k: int) -> Recommendation:
+    """The top k of a user's own candidate movies, in the served order."""
+    user = _check_ids([user_id], "user_id")
+    movie_ids = _check_ids(movie_ids, "movie_ids")
+    unknown = [m for m in movie_ids if m not in self.catalog.row]
+    if unknown:
+      raise ValueError(f"movie_ids has ids the model does not know: "
+                       f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+    k = _check_k(k, len(movie_ids))
+    candidates = np.array([movie_ids], dtype=object)
+    return self._rerank(np.array(user, dtype=object), candidates, k)[0]
+
+  def _rerank(self, users: np.ndarray, candidates: np.ndarray,
+              k: int) -> list[Recommendation]:
+    out = self.backend.predict(Signature.RERANK, {
+        Input.USER_ID: users, Input.MOVIE_ID: candidates,
+        Input.K: np.array(min(k, candidates.shape[1]), dtype=np.int32)})
+    results = []
+    for user, movies, scores, fallback in zip(
+        users, out[Output.MOVIE_ID],
+        np.asarray(out[Output.SCORE], dtype=np.float64),
+        np.asarray(out[Output.IS_FALLBACK], dtype=bool)):
+      keep = [i for i, m in enumerate(movies)
+              if m != contract.PADDING_ID and
+              scores[i] > contract.MASKED_SCORE]
+      ids = [str(movies[i]) for i in keep]
+      results.append(Recommendation(
+          user_id=str(user), movie_ids=ids,
+          titles=[str(self.catalog.titles[self.catalog.row[m]]) for m in ids],
+          scores=[float(scores[i]) for i in keep],
+          is_fallback=bool(fallback)))
+    return results

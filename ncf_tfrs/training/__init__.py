@@ -1,0 +1,20 @@
+"""The training stage: typed config, the loop, callbacks, checkpoints, evaluation.
+
+- `config`: `ExperimentConfig`, the typed settings of a run and the defaults
+  of every command.
+- `loop`: `run`, from config to a trained model and metrics.json.
+- `callbacks`: what the loop hooks into Keras's fit.
+- `checkpoints`: the model directory, and the trained model back from it.
+- `distribute`: tf.distribute strategies for the loop.
+- `evaluation`: offline top-k list metrics of what the product serves.
+- `projector`: the movie embeddings for TensorBoard's projector.
+"""
+
+from ncf_tfrs.training.checkpoints import load_trained
+from ncf_tfrs.training.config import DataConfig
+from ncf_tfrs.training.config import ExperimentConfig
+from ncf_tfrs.training.config import ExportConfig
+from ncf_tfrs.training.config import TrainConfig
+from ncf_tfrs.training.loop import run
+from ncf_tfrs.training.loop import TrainedRun
+from ncf_tfrs.training.loop import write_metrics

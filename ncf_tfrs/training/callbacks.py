@@ -1,0 +1,127 @@
+"""Keras callbacks of the training loop: step counts, timing, curves, NaN stop."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import tensorflow as tf
+
+from ncf_tfrs.model import OptimizerConfig
+
+
+class NaNLossError(RuntimeError):
+  """Training diverged."""
+
+
+class StopOnNaN(tf.keras.callbacks.Callback):
+  """Stops training with a message that says what to change."""
+
+  def __init__(self, optimizer: OptimizerConfig):
+    super().__init__()
+    self._optimizer = optimizer
+    self._epoch = 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not math.isfinite(float(loss)):
+      raise NaNLossError(
+          f"The training loss became {float(loss)} at epoch {self._epoch + 1}, "
+          f"by step {batch + 1}. Lower the learning rates (now "
+          f"--embedding_learning_rate={self._optimizer.embedding_learning_rate}"
+          f", --dense_learning_rate={self._optimizer.dense_learning_rate}). "
+          "The last backup in the model directory is from before the "
+          "divergence.")
+
+
+class StepCounter(tf.keras.callbacks.Callback):
+  """Counts the training steps this process ran.
+
+  With `steps_per_execution`, Keras calls the batch hooks once per execution
+  with the first and last step index, so steps are counted from the indices
+  rather than from the calls. A resumed run counts only the steps it ran.
+  """
+
+  def __init__(self):
+    super().__init__()
+    # It reads no logs, so Keras may skip converting them, and runs it under
+    # ParameterServerStrategy too, which refuses other batch-level callbacks.
+    self._supports_tf_logs = True
+    self.steps = 0
+    self._first = 0
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self._first = int(batch)
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.steps += int(batch) - self._first + 1
+
+
+class EpochTimer(tf.keras.callbacks.Callback):
+  """Wall-clock seconds of each epoch's training steps.
+
+  Later epochs exclude start-up and tracing, so throughput comparisons (one
+  device vs a distribution strategy) read them instead of the run's total.
+  Placed first among the callbacks, it also leaves out the time the others
+  spend at epoch ends (checkpoints).
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.seconds: list[float] = []
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.seconds.append(time.perf_counter() - self._start)
+
+
+class HeldOutCurve(StepCounter):
+  """Evaluates held-out ratings during training: the learning curve.
+
+  Each time training passes a multiple of `every_steps` steps, and once more
+  when training ends, runs `model.evaluate` on `dataset` (a fixed held-out
+  sample, see `held_out_sample`) and records the metrics against the training
+  wall-clock seconds so far, which exclude the time spent evaluating.
+  Benchmarks plot these points to compare how fast recipes learn, not just
+  where they end.
+  """
+
+  def __init__(self, dataset: tf.data.Dataset, every_steps: int,
+               ratings_per_step: int):
+    super().__init__()
+    if every_steps <= 0:
+      raise ValueError(f"every_steps must be positive, got {every_steps}.")
+    self._dataset = dataset
+    self._every = every_steps
+    self._ratings_per_step = ratings_per_step
+    self.points: list[dict[str, float]] = []
+
+  def on_train_begin(self, logs=None):
+    self._seconds = 0.0
+    self._since = time.perf_counter()
+
+  def on_train_batch_end(self, batch, logs=None):
+    before = self.steps
+    super().on_train_batch_end(batch, logs)
+    if self.steps // self._every > before // self._every:
+      self._record()
+
+  def on_train_end(self, logs=None):
+    if not self.points or self.points[-1]["step"] != self.steps:
+      self._record()
+
+  def _record(self):
+    self._seconds += time.perf_counter() - self._since
+    metrics = self.model.evaluate(self._dataset, return_dict=True, verbose=0)
+    self.points.append({
+        "step": self.steps,
+        "ratings": self.steps * self._ratings_per_step,
+        "train_seconds": self._seconds,
+        **{k: float(v) for k, v in metrics.items()},
+    })
+    self._since = time.perf_counter()

@@ -1,0 +1,81 @@
+"""What a model directory holds, and how a trained model comes back from it.
+
+A run's model directory holds config.json (the architecture), vocabulary/
+(the id tables), backup/ (what a killed run resumes from) and checkpoints/
+(one per epoch). `load_trained` rebuilds the trained model from them, for
+the export command and for the chief of a distributed run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from ncf_tfrs import data as data_lib
+from ncf_tfrs import features
+from ncf_tfrs import model as model_lib
+from ncf_tfrs.training import config as config_lib
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+VOCABULARY_DIR = "vocabulary"
+BACKUP_DIR = "backup"
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+
+
+def restore_vocabulary(model_dir: str, train: data_lib.Ratings,
+               write: bool = True) -> data_lib.Vocabulary:
+  """The run's vocabularies: built from train, or reloaded when resuming.
+
+  Only the chief `write`s (and checks); other workers build the same
+  vocabulary from the same split.
+  """
+  directory = os.path.join(model_dir, VOCABULARY_DIR)
+  built = data_lib.Vocabulary.from_ratings(train)
+  if not write:
+    return built
+  if tf.io.gfile.exists(os.path.join(directory, "movie_ids.txt")):
+    saved = data_lib.Vocabulary.load(directory)
+    if not (list(saved.movie_ids) == list(built.movie_ids) and
+            list(saved.user_ids) == list(built.user_ids)):
+      raise ValueError(
+          f"{model_dir} holds a run on other data (its vocabulary differs "
+          "from this split's). Use another --model_dir.")
+  else:
+    built.save(directory)
+  return built
+
+
+def latest_checkpoint(model_dir: str) -> str:
+  """The newest epoch checkpoint that training wrote under model_dir."""
+  directory = os.path.join(model_dir, CHECKPOINT_DIR)
+  latest = tf.train.latest_checkpoint(directory)
+  if latest is None and tf.io.gfile.isdir(directory):
+    names = sorted(n[:-len(".index")] for n in tf.io.gfile.listdir(directory)
+                   if n.endswith(".index"))
+    latest = os.path.join(directory, names[-1]) if names else None
+  if latest is None:
+    raise FileNotFoundError(f"No checkpoint under {directory}; train first.")
+  return latest
+
+
+def load_trained(model_dir: str) -> tuple[model_lib.RecommenderModel,
+                                          data_lib.Vocabulary,
+                                          config_lib.ExperimentConfig]:
+  """Rebuilds a trained model from a model directory.
+
+  Reads config.json (the architecture), vocabulary/ (the lookups) and the
+  latest checkpoint (the weights).
+  """
+  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE)) as f:
+    cfg = config_lib.ExperimentConfig.from_json(f.read())
+  vocabulary = data_lib.Vocabulary.load(
+      os.path.join(model_dir, VOCABULARY_DIR))
+  model = model_lib.RecommenderModel(vocabulary.user_ids, vocabulary.movie_ids,
+                                     cfg.model)
+  model({features.USER_ID: tf.constant(vocabulary.user_ids[:1]),
+         features.MOVIE_ID: tf.constant(vocabulary.movie_ids[:1])})
+  model.load_weights(latest_checkpoint(model_dir)).expect_partial()
+  return model, vocabulary, cfg

@@ -1,0 +1,195 @@
+"""The training loop: config -> data -> model.fit -> held-out metrics.
+
+`run` is what the train command calls between reading its flags and
+exporting: it prepares and splits the data, builds the vocabularies and the
+model under the configured distribution strategy, fits with backups a killed
+run resumes from, evaluates on the held-out split and writes metrics.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from typing import Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from ncf_tfrs import data as data_lib
+from ncf_tfrs import model as model_lib
+from ncf_tfrs.training import callbacks as callbacks_lib
+from ncf_tfrs.training import checkpoints
+from ncf_tfrs.training import config as config_lib
+from ncf_tfrs.training import distribute
+from ncf_tfrs.training import evaluation
+from ncf_tfrs.training import projector
+
+
+@dataclasses.dataclass
+class TrainedRun:
+  """What a finished run hands to the export: the model and its data."""
+  model: model_lib.RecommenderModel
+  vocabulary: data_lib.Vocabulary
+  movies: data_lib.Movies
+  metrics: dict[str, object]
+
+
+def write_metrics(model_dir: str, metrics: dict[str, object]) -> None:
+  with tf.io.gfile.GFile(os.path.join(model_dir, checkpoints.METRICS_FILE),
+                         "w") as f:
+    json.dump(metrics, f, indent=2)
+
+
+def run(cfg: config_lib.ExperimentConfig,
+        cluster_resolver=None) -> Optional[TrainedRun]:
+  """Trains, evaluates and writes metrics.json.
+
+  Under a distributed strategy, only the chief evaluates and writes files; it
+  does so on one device, from the final checkpoint. Other workers return None
+  once training is done.
+
+  Args:
+    cfg: the run's configuration.
+    cluster_resolver: the parameter-server cluster (default: TF_CONFIG).
+  """
+  strategy = distribute.make_strategy(cfg.distribute, cluster_resolver)
+  chief = distribute.is_chief(strategy)
+  model_dir = cfg.train.model_dir
+  if chief:
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(
+        os.path.join(model_dir, checkpoints.CONFIG_FILE), "w") as f:
+      f.write(cfg.to_json())
+
+  data = cfg.data
+  tf.keras.utils.set_random_seed(data.seed)  # Initial weights too.
+  data_lib.prepare(data.dataset, data.data_dir, data.manual_dir, data.download)
+  movies = data_lib.load_movies(data.dataset, data.data_dir)
+  ratings = data_lib.load(data.dataset, data.data_dir, movies)
+  train, test = data_lib.split(ratings, data.split, data.test_fraction,
+                               data.seed)
+  logging.info("%s: %d ratings, %d train / %d test (%s split)", data.dataset,
+               len(ratings), len(train), len(test), data.split)
+  vocabulary = checkpoints.restore_vocabulary(model_dir, train,
+                                              write=chief)
+
+  train_counts = np.bincount(
+      train.movie, minlength=len(train.movie_ids))
+  train_ds = data_lib.make_dataset(train, cfg.train.batch_size, shuffle=True,
+                                   seed=data.seed, movie_counts=train_counts,
+                                   drop_remainder=True)
+  test_ds = data_lib.make_dataset(test, cfg.train.eval_batch_size,
+                                  shuffle=False, movie_counts=train_counts)
+
+  distributed = cfg.distribute.strategy != "default"
+  distribute.check_batch_size(strategy, cfg.train.batch_size,
+                              cfg.model.retrieval_batch_size)
+  parameter_server = distribute.is_parameter_server(strategy)
+  if parameter_server and cfg.train.eval_every_steps:
+    raise ValueError("--eval_every_steps needs batch-level callbacks, which "
+                     "Keras does not run under parameter_server; use 0.")
+  with strategy.scope():
+    model = model_lib.RecommenderModel(vocabulary.user_ids,
+                                       vocabulary.movie_ids, cfg.model)
+    model.compile(optimizer=model_lib.make_optimizer(model, cfg.optimizer),
+                  steps_per_execution=cfg.train.steps_per_execution)
+    model(next(iter(test_ds)))  # BackupAndRestore needs a built model.
+  if distributed and not parameter_server:
+    # Keras's default sums each replica's already all-reduced metrics across
+    # workers (AUC 1.4 on two workers). The logged `loss` is then replica 0's
+    # share of the batch-summed loss, not the global batch's.
+    model.distribute_reduction_method = "first"
+
+  steps_per_epoch = int(train_ds.cardinality())
+  if distributed:
+    train_ds = distribute.distribute_training_data(
+        strategy,
+        lambda batch_size, num_shards, shard_index: data_lib.make_dataset(
+            train, batch_size, shuffle=True, seed=data.seed,
+            movie_counts=train_counts, drop_remainder=True,
+            num_shards=num_shards, shard_index=shard_index),
+        cfg.train.batch_size, steps_per_epoch)
+  if cfg.train.eval_every_steps:
+    sample = evaluation.held_out_sample(len(test), cfg.train.curve_sample_ratings)
+    counter = callbacks_lib.HeldOutCurve(
+        data_lib.make_dataset(test.take(sample), cfg.train.eval_batch_size,
+                              shuffle=False, movie_counts=train_counts),
+        cfg.train.eval_every_steps, cfg.train.batch_size)
+  else:
+    counter = callbacks_lib.StepCounter()
+  # BackupAndRestore counts calls of its batch hook, one per execution.
+  backup_every = -(-min(cfg.train.checkpoint_every_steps, steps_per_epoch) //
+                   cfg.train.steps_per_execution)
+  epoch_timer = callbacks_lib.EpochTimer()
+  callbacks = [
+      epoch_timer,
+      counter,
+      tf.keras.callbacks.BackupAndRestore(
+          os.path.join(model_dir, checkpoints.BACKUP_DIR),
+          save_freq="epoch" if parameter_server else backup_every),
+      # Keras runs no batch-level callbacks that read logs under
+      # parameter_server; a NaN is caught from the history there.
+      *([] if parameter_server else [callbacks_lib.StopOnNaN(cfg.optimizer)]),
+      tf.keras.callbacks.TensorBoard(
+          os.path.join(model_dir, checkpoints.LOG_DIR)),
+      tf.keras.callbacks.ModelCheckpoint(
+          os.path.join(model_dir, checkpoints.CHECKPOINT_DIR,
+                       "epoch-{epoch:03d}"),
+          save_weights_only=True),
+  ]
+  start = time.perf_counter()
+  history = model.fit(
+      train_ds, epochs=cfg.train.epochs, callbacks=callbacks,
+      steps_per_epoch=steps_per_epoch if distributed else None,
+      verbose=1 if sys.stdout.isatty() else 2)
+  train_seconds = time.perf_counter() - start
+  epochs_run = counter.steps / steps_per_epoch
+  losses = history.history.get("loss", [])
+  if parameter_server and losses and not math.isfinite(float(losses[-1])):
+    raise callbacks_lib.NaNLossError(f"The training loss became {losses[-1]}. Lower the "
+                       "learning rates.")
+  distributed_metrics = {}
+  if distributed and not parameter_server:
+    # Every worker takes part; compared below with the checkpoint's metrics.
+    distributed_metrics["test_in_training_strategy"] = {
+        k: float(v) for k, v in model.evaluate(
+            test_ds, return_dict=True, verbose=0).items()}
+  if parameter_server:
+    distributed_metrics["embedding_shards"] = distribute.embedding_shards(model)
+  if not chief:
+    return None
+  if distributed:
+    # The chief's final checkpoint, on one device: what an export reads.
+    model, _, _ = checkpoints.load_trained(model_dir)
+    model.compile()
+
+  ranking = model.evaluate(test_ds, return_dict=True, verbose=0)
+  lists = evaluation.evaluate_lists(model, vocabulary, train, test, cfg.eval)
+  projector.write_movie_projector(
+      os.path.join(model_dir, checkpoints.LOG_DIR), model, vocabulary, movies)
+  metrics = {
+      "dataset": data.dataset,
+      "split": data.split,
+      "train_ratings": len(train),
+      "test_ratings": len(test),
+      "steps_run": counter.steps,
+      "epochs_run": epochs_run,
+      "train_seconds": train_seconds,
+      "train_ratings_per_s": epochs_run * len(train) / train_seconds,
+      "train_loss_by_epoch": [float(x) for x in losses],
+      "epoch_seconds": epoch_timer.seconds,
+      "test": {k: float(v) for k, v in ranking.items()},
+      "lists": lists,
+      "distribution_strategy": cfg.distribute.strategy,
+      "replicas_per_step": distribute.replicas_per_step(strategy),
+      **distributed_metrics,
+  }
+  if cfg.train.eval_every_steps:
+    metrics["curve"] = counter.points
+  write_metrics(model_dir, metrics)
+  return TrainedRun(model, vocabulary, movies, metrics)
