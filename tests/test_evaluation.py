@@ -1,0 +1,102 @@
+"""Top-k list metrics against lists worked out by hand on two users."""
+
+import math
+
+import ncf_tfrs  # noqa: F401  (must precede TensorFlow: selects tf-keras)
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ncf_tfrs import data as data_lib
+from ncf_tfrs.training import evaluation
+
+USERS = np.array([b"u0", b"u1"], dtype=object)
+MOVIES = np.array([b"a", b"b", b"c", b"d"], dtype=object)
+# Retrieval scores per user over a, b, c, d (the query tower's output).
+RETRIEVAL = {b"u0": [4.0, 3.0, 2.0, 1.0], b"u1": [1.0, 2.0, 3.0, 4.0]}
+# The served rerank score and the NCF logit of each (user, movie).
+RERANK = {b"u0": {b"b": 0.0, b"c": 5.0, b"d": 1.0},
+          b"u1": {b"c": 0.0, b"b": 1.0, b"a": 2.0}}
+NCF = {b"u0": {b"b": 9.0, b"c": 0.0, b"d": 0.0},
+       b"u1": {b"c": 3.0, b"b": 2.0, b"a": 1.0}}
+
+
+class _Model:
+  """The four calls `evaluate_lists` makes, answered from the tables above."""
+
+  def query_embeddings(self, user_ids):
+    return tf.constant([RETRIEVAL[u] for u in user_ids.numpy()])
+
+  def candidate_embeddings(self, movie_ids):
+    return tf.eye(len(movie_ids))
+
+  def _lookup(self, table, user_ids, movie_ids):
+    return tf.constant([[table[u].get(m, -100.0) for m in row]
+                        for u, row in zip(user_ids.numpy(),
+                                          movie_ids.numpy())])
+
+  def rerank_scores(self, user_ids, movie_ids):
+    return self._lookup(RERANK, user_ids, movie_ids)
+
+  def rerank_logits(self, user_ids, movie_ids):
+    return self._lookup(NCF, user_ids, movie_ids)
+
+
+def _ratings(rows):
+  user, movie, rating = zip(*rows)
+  return data_lib.Ratings(
+      user_ids=USERS, movie_ids=MOVIES,
+      user=np.array(user, np.int32), movie=np.array(movie, np.int32),
+      rating=np.array(rating, np.float32),
+      timestamp=np.zeros(len(rows), np.int64))
+
+
+def test_list_metrics_equal_the_hand_computed_values():
+  a, b, c, d = range(4)
+  # Training: u0 rated a, u1 rated d; neither is recommended to them again.
+  train = _ratings([(0, a, 4.0), (1, d, 3.0)])
+  # Held out: u0 b (liked), d (not liked); u1 a and b (both liked).
+  test = _ratings([(0, b, 5.0), (0, d, 2.0), (1, a, 4.0), (1, b, 5.0)])
+  vocabulary = data_lib.Vocabulary(USERS.astype(bytes), MOVIES.astype(bytes),
+                                   np.array([4, 3, 2, 1]))
+  metrics = evaluation.evaluate_lists(
+      _Model(), vocabulary, train, test,
+      evaluation.ListEvalConfig(recall_ks=(1, 2), list_size=2,
+                                num_candidates=3, max_users=None))
+
+  # Retrieval, seen movies masked: u0 ranks b, c, d; u1 ranks c, b, a.
+  # recall@1: u0 1/2 (b), u1 0/2; recall@2: u0 1/2, u1 1/2 (b).
+  assert metrics["retrieval_recall_at_1"] == pytest.approx(0.25)
+  assert metrics["retrieval_recall_at_2"] == pytest.approx(0.5)
+  assert metrics["eval_users"] == 2 and metrics["liked_eval_users"] == 2
+
+  ndcg_second_of_two = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
+  expected = {
+      # u0 [b, c]: 1/1, NDCG 1; u1 [c, b]: 1/2, hit at rank 2 of 2 liked.
+      "retrieval": (0.75, (1 + ndcg_second_of_two) / 2),
+      # Candidates u0 [b, c, d] -> [c, d]: 0; u1 [c, b, a] -> [a, b]: 1.
+      "rerank": (0.5, 0.5),
+      # u0 -> [b, c] (c before d on the tie): 1; u1 -> [c, b]: 1/2.
+      "ncf_rerank": (0.75, (1 + ndcg_second_of_two) / 2),
+      # Most rated unseen: u0 [b, c]: 1; u1 [a, b]: 1.
+      "popularity": (1.0, 1.0),
+  }
+  for name, (recall, ndcg) in expected.items():
+    assert metrics[f"{name}_liked_recall_at_2"] == pytest.approx(recall), name
+    assert metrics[f"{name}_liked_ndcg_at_2"] == pytest.approx(ndcg), name
+
+
+def test_users_sample_is_seeded_and_cutoffs_are_checked():
+  train = _ratings([(0, 0, 4.0), (1, 3, 3.0)])
+  test = _ratings([(0, 1, 5.0), (1, 0, 4.0)])
+  vocabulary = data_lib.Vocabulary(USERS.astype(bytes), MOVIES.astype(bytes),
+                                   np.array([4, 3, 2, 1]))
+  one = evaluation.ListEvalConfig(recall_ks=(1,), list_size=1,
+                                  num_candidates=2, max_users=1)
+  assert evaluation.evaluate_lists(_Model(), vocabulary, train, test,
+                                   one)["eval_users"] == 1
+  with pytest.raises(ValueError, match="exceed the catalog"):
+    evaluation.evaluate_lists(
+        _Model(), vocabulary, train, test,
+        evaluation.ListEvalConfig(recall_ks=(5,), list_size=1))
