@@ -67,6 +67,25 @@ def test_temporal_split_holds_out_each_users_latest(shuffle_rows):
     assert len(test_times) == np.clip(round(0.25 * total), 1, total - 1)
 
 
+@pytest.mark.parametrize("method", ["random", "temporal"])
+def test_validation_is_carved_from_train_never_from_test(method):
+  r = _ratings()
+  train_and_validation, test = data_lib.split(r, method, 0.2, seed=42)
+  train, valid = data_lib.carve_validation(train_and_validation, method, 0.1,
+                                           seed=42)
+  assert _pairs(train) | _pairs(valid) == _pairs(train_and_validation)
+  assert not _pairs(train) & _pairs(valid)
+  assert not _pairs(valid) & _pairs(test)
+  if method == "random":
+    assert len(valid) == int(np.ceil(0.1 * len(train_and_validation)))
+  else:  # Each user's latest training ratings, as the test split is drawn.
+    for u in range(len(r.user_ids)):
+      assert (valid.timestamp[valid.user == u].min() >=
+              train.timestamp[train.user == u].max())
+  again = data_lib.carve_validation(train_and_validation, method, 0.1, 42)
+  assert _pairs(again[1]) == _pairs(valid)
+
+
 def test_split_rejects_bad_arguments():
   r = _ratings()
   with pytest.raises(ValueError, match="test_fraction"):

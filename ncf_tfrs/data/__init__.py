@@ -17,6 +17,7 @@ from ncf_tfrs.data.movielens import load_movies
 from ncf_tfrs.data.movielens import Movies
 from ncf_tfrs.data.movielens import prepare
 from ncf_tfrs.data.movielens import Ratings
+from ncf_tfrs.data.splits import carve_validation
 from ncf_tfrs.data.splits import SPLIT_METHODS
 from ncf_tfrs.data.splits import split
 from ncf_tfrs.data.splits import SplitMethod

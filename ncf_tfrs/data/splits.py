@@ -63,3 +63,18 @@ def split(ratings: Ratings,
     raise ValueError(f"split method must be one of {SPLIT_METHODS}, "
                      f"got {method!r}.")
   return ratings.take(~is_test), ratings.take(is_test)
+
+
+def carve_validation(train: Ratings,
+                     method: SplitMethod = "random",
+                     fraction: float = 0.1,
+                     seed: int = 42) -> tuple[Ratings, Ratings]:
+  """Splits a training split into (train, validation) the way `split` did.
+
+  Training makes every choice (epochs kept, early stopping, tuned defaults)
+  on this slice, never on the test split, which is scored once at the end.
+  The slice is drawn like the test split ('random': a seeded share of the
+  ratings; 'temporal': each user's latest training ratings), with its own
+  seed, so it is a held-out sample of the same kind.
+  """
+  return split(train, method, fraction, seed + 1)
