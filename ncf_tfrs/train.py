@@ -51,8 +51,14 @@ _SPLIT = flags.DEFINE_enum(
 _TEST_FRACTION = flags.DEFINE_float("test_fraction", _D.data.test_fraction,
                                     "Share of ratings held out.",
                                     lower_bound=0.0, upper_bound=1.0)
+_VALIDATION_FRACTION = flags.DEFINE_float(
+    "validation_fraction", _D.data.validation_fraction,
+    "Share of the training split held out for validation, which decides the "
+    "epochs kept and when to stop (0: train on all of it, keep the last "
+    "epoch). The test split is scored once, at the end.",
+    lower_bound=0.0, upper_bound=1.0)
 _SEED = flags.DEFINE_integer("seed", _D.data.seed,
-                             "Seed of the split and of shuffling.")
+                             "Seed of the splits and of shuffling.")
 
 # Model.
 _RETRIEVAL_DIM = flags.DEFINE_integer(
@@ -109,8 +115,15 @@ _DENSE_LR = flags.DEFINE_float(
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", _D.train.model_dir,
     "Where checkpoints, logs, vocabularies and metrics.json are written.")
-_EPOCHS = flags.DEFINE_integer("epochs", _D.train.epochs,
-                               "Passes over the training split.", lower_bound=1)
+_EPOCHS = flags.DEFINE_integer(
+    "epochs", _D.train.epochs,
+    "The most passes over the training split (validation may stop earlier).",
+    lower_bound=1)
+_PATIENCE = flags.DEFINE_integer(
+    "early_stopping_patience", _D.train.early_stopping_patience,
+    "Epochs without a better validation metric before training stops (0: "
+    "never stop early). Each task keeps its best validation epoch either "
+    "way.", lower_bound=0)
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", _D.train.batch_size,
     "Ratings per training step (the ranking task's batch). This is the "
@@ -129,8 +142,9 @@ _STEPS_PER_EXECUTION = flags.DEFINE_integer(
     lower_bound=1)
 _EVAL_EVERY_STEPS = flags.DEFINE_integer(
     "eval_every_steps", _D.train.eval_every_steps,
-    "Steps between held-out evaluations of a fixed sample of test ratings, "
-    "recorded as the learning curve in metrics.json (0: none).",
+    "Steps between evaluations of a fixed sample of the validation slice "
+    "(of the test split without one), recorded as the learning curve in "
+    "metrics.json (0: none).",
     lower_bound=0)
 
 # Evaluation.
@@ -201,6 +215,7 @@ def config_from_flags() -> config_lib.ExperimentConfig:
             download=_DOWNLOAD.value,
             split=_SPLIT.value,
             test_fraction=_TEST_FRACTION.value,
+            validation_fraction=_VALIDATION_FRACTION.value,
             seed=_SEED.value),
         model=model_lib.ModelConfig(
             retrieval_embedding_dim=_RETRIEVAL_DIM.value,
@@ -221,6 +236,7 @@ def config_from_flags() -> config_lib.ExperimentConfig:
         train=config_lib.TrainConfig(
             model_dir=_MODEL_DIR.value,
             epochs=_EPOCHS.value,
+            early_stopping_patience=_PATIENCE.value,
             batch_size=_BATCH_SIZE.value,
             checkpoint_every_steps=_CHECKPOINT_STEPS.value,
             steps_per_execution=_STEPS_PER_EXECUTION.value,

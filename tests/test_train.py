@@ -32,14 +32,17 @@ def _smoke_config(data_dir, model_dir, export_dir="", **train_overrides):
 
 
 def test_train_writes_model_dir_metrics_curve_and_export(data_dir, tmp_path):
-  # 9 steps of 8192 ratings, 3 per call into the graph: the curve's points
-  # fall at the first execution end past each multiple of 4 steps.
+  # 72,000 training ratings (80,000 less the validation tenth) make 8 steps
+  # of 8192, 3 per call into the graph: the curve's points fall at the first
+  # execution end past each multiple of 4 steps.
   metrics = train.run(_smoke_config(
       data_dir, str(tmp_path), export_dir=str(tmp_path / "export"),
       steps_per_execution=3, eval_every_steps=4))
   with open(tmp_path / "metrics.json") as f:
     assert json.load(f) == json.loads(json.dumps(metrics))
-  assert metrics["train_ratings"] == 80_000 and metrics["test_ratings"] == 20_000
+  assert metrics["train_ratings"] == 72_000
+  assert metrics["validation_ratings"] == 8_000
+  assert metrics["test_ratings"] == 20_000
   for name in ("ranking_auc", "ranking_accuracy", "ranking_log_loss",
                "ranking_mse", "ranking_mae", "retrieval_loss"):
     assert name in metrics["test"]
@@ -57,12 +60,20 @@ def test_train_writes_model_dir_metrics_curve_and_export(data_dir, tmp_path):
   with open(tmp_path / "logs" / "metadata.tsv") as f:
     assert len(f.read().splitlines()) == len(vocab.movie_ids) + 1  # + header
 
-  assert metrics["steps_run"] == 9
+  assert metrics["steps_run"] == 8
   curve = metrics["curve"]
-  assert [p["step"] for p in curve] == [6, 9]
+  assert [p["step"] for p in curve] == [6, 8]
   assert curve[0]["train_seconds"] < curve[1]["train_seconds"]
   assert all(0.0 < p["ranking_auc"] <= 1.0 for p in curve)
 
+  # Validation after the one epoch, in metrics.json and in TensorBoard's
+  # validation run; the weights kept are the export's.
+  valid = metrics["validation"]
+  assert [e["epoch"] for e in valid["history"]] == [1]
+  assert 0.5 < valid["history"][0]["ranking_auc"] <= 1.0
+  assert 0.0 < valid["history"][0]["retrieval_recall_at_100"] <= 1.0
+  assert valid["kept_epoch"] == {"ranking": 1, "retrieval": 1}
+  assert os.listdir(tmp_path / "logs" / "validation")
   assert metrics["export"] == str(tmp_path / "export" / "ncf_tfrs" / "1")
   assert os.path.exists(os.path.join(metrics["export"], "saved_model.pb"))
 

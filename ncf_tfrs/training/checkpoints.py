@@ -1,8 +1,9 @@
 """What a model directory holds, and how a trained model comes back from it.
 
 A run's model directory holds config.json (the architecture), vocabulary/
-(the id tables), backup/ (what a killed run resumes from) and checkpoints/
-(one per epoch). `load_trained` rebuilds the trained model from them, for
+(the id tables), backup/ (what a killed run resumes from), checkpoints/ (one
+per epoch, and `kept`: each task's weights from its best validation epoch)
+and validation.json. `load_trained` rebuilds the trained model from them, for
 the export command and for the chief of a distributed run.
 """
 
@@ -22,6 +23,7 @@ METRICS_FILE = "metrics.json"
 VOCABULARY_DIR = "vocabulary"
 BACKUP_DIR = "backup"
 CHECKPOINT_DIR = "checkpoints"
+KEPT_CHECKPOINT = "kept"
 LOG_DIR = "logs"
 
 
@@ -48,8 +50,18 @@ def restore_vocabulary(model_dir: str, train: data_lib.Ratings,
   return built
 
 
+def empty_model(vocabulary: data_lib.Vocabulary,
+                config: model_lib.ModelConfig) -> model_lib.RecommenderModel:
+  """A built model of a run's architecture, to read a checkpoint into."""
+  model = model_lib.RecommenderModel(vocabulary.user_ids, vocabulary.movie_ids,
+                                     config)
+  model({features.USER_ID: tf.constant(vocabulary.user_ids[:1]),
+         features.MOVIE_ID: tf.constant(vocabulary.movie_ids[:1])})
+  return model
+
+
 def latest_checkpoint(model_dir: str) -> str:
-  """The newest epoch checkpoint that training wrote under model_dir."""
+  """The weights training kept (or, before it finished, its newest epoch)."""
   directory = os.path.join(model_dir, CHECKPOINT_DIR)
   latest = tf.train.latest_checkpoint(directory)
   if latest is None and tf.io.gfile.isdir(directory):
@@ -73,9 +85,6 @@ def load_trained(model_dir: str) -> tuple[model_lib.RecommenderModel,
     cfg = config_lib.ExperimentConfig.from_json(f.read())
   vocabulary = data_lib.Vocabulary.load(
       os.path.join(model_dir, VOCABULARY_DIR))
-  model = model_lib.RecommenderModel(vocabulary.user_ids, vocabulary.movie_ids,
-                                     cfg.model)
-  model({features.USER_ID: tf.constant(vocabulary.user_ids[:1]),
-         features.MOVIE_ID: tf.constant(vocabulary.movie_ids[:1])})
+  model = empty_model(vocabulary, cfg.model)
   model.load_weights(latest_checkpoint(model_dir)).expect_partial()
   return model, vocabulary, cfg

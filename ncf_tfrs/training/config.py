@@ -27,8 +27,12 @@ class DataConfig:
       extracted folder) for machines without internet.
     download: whether a missing real release may be downloaded.
     split: 'random' (the notebook's 80/20 over ratings) or 'temporal'.
-    test_fraction: share of ratings held out.
-    seed: seed of the split (and of shuffling).
+    test_fraction: share of ratings held out for the test split, scored
+      once at the end.
+    validation_fraction: share of the training split held out for
+      validation, on which training keeps its epochs and stops early; 0
+      trains on the whole training split and keeps the last epoch.
+    seed: seed of the splits (and of shuffling).
   """
   dataset: str = "synthetic-small"
   data_dir: str | None = None
@@ -36,7 +40,13 @@ class DataConfig:
   download: bool = True
   split: str = "random"
   test_fraction: float = 0.2
+  validation_fraction: float = 0.1
   seed: int = 42
+
+  def __post_init__(self):
+    if not 0.0 <= self.validation_fraction < 1.0:
+      raise ValueError("validation_fraction must be in [0, 1), got "
+                       f"{self.validation_fraction}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +55,12 @@ class TrainConfig:
 
   Attributes:
     model_dir: where checkpoints, logs, vocabularies and metrics.json go.
-    epochs: passes over the training split.
+    epochs: the most passes over the training split; with validation data,
+      training stops earlier once no task has improved on it for
+      `early_stopping_patience` epochs.
+    early_stopping_patience: epochs without a better validation metric
+      before training stops (0: run every epoch). Either way each task keeps
+      the weights of its best validation epoch.
     batch_size: ratings per step (the ranking task's batch; retrieval runs
       over chunks of `ModelConfig.retrieval_batch_size`). Under a
       multi-replica strategy, the global batch of a synchronous step: each of
@@ -55,18 +70,25 @@ class TrainConfig:
       from (also written at each epoch end); rounded up to whole executions.
     steps_per_execution: training steps run per call into the TensorFlow
       graph; more saves per-step Python overhead, callbacks see fewer calls.
-    eval_every_steps: steps between held-out evaluations recorded as the
-      learning curve in metrics.json; 0 evaluates only after training.
-    curve_sample_ratings: held-out ratings each curve point evaluates.
+    eval_every_steps: steps between evaluations of a fixed sample of the
+      validation slice (the test split without one), recorded as the
+      learning curve in metrics.json; 0: none.
+    curve_sample_ratings: ratings each curve point evaluates.
   """
   model_dir: str = "runs/demo"
   epochs: int = 3
+  early_stopping_patience: int = 2
   batch_size: int = 16384
   eval_batch_size: int = 65536
   checkpoint_every_steps: int = 500
   steps_per_execution: int = 10
   eval_every_steps: int = 0
   curve_sample_ratings: int = 200_000
+
+  def __post_init__(self):
+    if self.early_stopping_patience < 0:
+      raise ValueError("early_stopping_patience must be >= 0, got "
+                       f"{self.early_stopping_patience}.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -244,6 +244,30 @@ def distribute_training_data(
   return strategy.distribute_datasets_from_function(pipeline)
 
 
+def distribute_validation_data(
+    strategy: tf.distribute.Strategy,
+    make_shard: Callable[[int, int], tf.data.Dataset],
+    steps: int):
+  """The `validation_data` of `model.fit` under `strategy`, and its steps.
+
+  Synchronous strategies take the dataset as it is (Keras shards it by
+  element over the workers). Under parameter_server, Keras evaluates a model
+  with its own test_step only without a visitation guarantee: each worker
+  evaluates its own shard, repeated, and the `steps` batches are dealt to
+  whichever worker is free, so a shard may be seen less or more than once.
+
+  Args:
+    strategy: the run's strategy.
+    make_shard: (num_shards, shard_index) -> that shard's finite dataset.
+    steps: batches of one pass over the whole validation slice.
+  """
+  if not is_parameter_server(strategy):
+    return make_shard(1, 0), None
+  return tf.keras.utils.experimental.DatasetCreator(
+      lambda context: make_shard(context.num_input_pipelines,
+                                 context.input_pipeline_id).repeat()), steps
+
+
 def embedding_shards(model: tf.keras.Model) -> dict[str, list[str]]:
   """Devices holding each embedding table's shards, by variable name."""
   shards = {}

@@ -1,9 +1,11 @@
 """The training loop: config -> data -> model.fit -> held-out metrics.
 
 `run` is what the train command calls between reading its flags and
-exporting: it prepares and splits the data, builds the vocabularies and the
-model under the configured distribution strategy, fits with backups a killed
-run resumes from, evaluates on the held-out split and writes metrics.json.
+exporting: it prepares and splits the data (train / validation / test),
+builds the vocabularies and the model under the configured distribution
+strategy, fits with backups a killed run resumes from while validation
+decides the epochs kept (`ncf_tfrs.training.validation`), scores the test
+split once on the kept weights and writes metrics.json.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ncf_tfrs.training import config as config_lib
 from ncf_tfrs.training import distribute
 from ncf_tfrs.training import evaluation
 from ncf_tfrs.training import projector
+from ncf_tfrs.training import validation
 
 
 @dataclasses.dataclass
@@ -43,6 +46,14 @@ def write_metrics(model_dir: str, metrics: dict[str, object]) -> None:
   with tf.io.gfile.GFile(os.path.join(model_dir, checkpoints.METRICS_FILE),
                          "w") as f:
     json.dump(metrics, f, indent=2)
+
+
+def _validation_lists(model, vocabulary: data_lib.Vocabulary,
+                      train: data_lib.Ratings, valid: data_lib.Ratings,
+                      config: evaluation.ListEvalConfig) -> dict[str, float]:
+  """Retrieval recall@K of `model` on the validation slice."""
+  lists = evaluation.evaluate_lists(model, vocabulary, train, valid, config)
+  return {k: v for k, v in lists.items() if k.startswith("retrieval_recall")}
 
 
 def run(cfg: config_lib.ExperimentConfig,
@@ -71,10 +82,16 @@ def run(cfg: config_lib.ExperimentConfig,
   data_lib.prepare(data.dataset, data.data_dir, data.manual_dir, data.download)
   movies = data_lib.load_movies(data.dataset, data.data_dir)
   ratings = data_lib.load(data.dataset, data.data_dir, movies)
-  train, test = data_lib.split(ratings, data.split, data.test_fraction,
-                               data.seed)
-  logging.info("%s: %d ratings, %d train / %d test (%s split)", data.dataset,
-               len(ratings), len(train), len(test), data.split)
+  train_and_validation, test = data_lib.split(ratings, data.split,
+                                              data.test_fraction, data.seed)
+  if data.validation_fraction:
+    train, valid = data_lib.carve_validation(
+        train_and_validation, data.split, data.validation_fraction, data.seed)
+  else:
+    train, valid = train_and_validation, None
+  logging.info("%s: %d ratings, %d train / %d validation / %d test (%s "
+               "split)", data.dataset, len(ratings), len(train),
+               len(valid) if valid else 0, len(test), data.split)
   vocabulary = checkpoints.restore_vocabulary(model_dir, train,
                                               write=chief)
 
@@ -83,8 +100,13 @@ def run(cfg: config_lib.ExperimentConfig,
   train_ds = data_lib.make_dataset(train, cfg.train.batch_size, shuffle=True,
                                    seed=data.seed, movie_counts=train_counts,
                                    drop_remainder=True)
-  test_ds = data_lib.make_dataset(test, cfg.train.eval_batch_size,
-                                  shuffle=False, movie_counts=train_counts)
+  def eval_dataset(ratings, num_shards=1, shard_index=0):
+    return data_lib.make_dataset(
+        ratings, cfg.train.eval_batch_size, shuffle=False,
+        movie_counts=train_counts, num_shards=num_shards,
+        shard_index=shard_index)
+
+  test_ds = eval_dataset(test)
 
   distributed = cfg.distribute.strategy != "default"
   distribute.check_batch_size(strategy, cfg.train.batch_size,
@@ -106,6 +128,9 @@ def run(cfg: config_lib.ExperimentConfig,
     model.distribute_reduction_method = "first"
 
   steps_per_epoch = int(train_ds.cardinality())
+  valid_input, valid_steps = distribute.distribute_validation_data(
+      strategy, lambda shards, index: eval_dataset(valid, shards, index),
+      int(eval_dataset(valid).cardinality())) if valid else (None, None)
   if distributed:
     train_ds = distribute.distribute_training_data(
         strategy,
@@ -115,13 +140,20 @@ def run(cfg: config_lib.ExperimentConfig,
             num_shards=num_shards, shard_index=shard_index),
         cfg.train.batch_size, steps_per_epoch)
   if cfg.train.eval_every_steps:
-    sample = evaluation.held_out_sample(len(test), cfg.train.curve_sample_ratings)
+    held_out = valid or test
+    sample = evaluation.held_out_sample(len(held_out),
+                                        cfg.train.curve_sample_ratings)
     counter = callbacks_lib.HeldOutCurve(
-        data_lib.make_dataset(test.take(sample), cfg.train.eval_batch_size,
-                              shuffle=False, movie_counts=train_counts),
-        cfg.train.eval_every_steps, cfg.train.batch_size)
+        eval_dataset(held_out.take(sample)), cfg.train.eval_every_steps,
+        cfg.train.batch_size)
   else:
     counter = callbacks_lib.StepCounter()
+  watched = validation.monitors(cfg.model, max(cfg.eval.recall_ks))
+  monitor = validation.ValidationMonitor(
+      lambda m: _validation_lists(m, vocabulary, train, valid, cfg.eval),
+      watched, cfg.train.early_stopping_patience,
+      os.path.join(model_dir, validation.HISTORY_FILE) if chief else None
+  ) if valid else None
   # BackupAndRestore counts calls of its batch hook, one per execution.
   backup_every = -(-min(cfg.train.checkpoint_every_steps, steps_per_epoch) //
                    cfg.train.steps_per_execution)
@@ -135,6 +167,8 @@ def run(cfg: config_lib.ExperimentConfig,
       # Keras runs no batch-level callbacks that read logs under
       # parameter_server; a NaN is caught from the history there.
       *([] if parameter_server else [callbacks_lib.StopOnNaN(cfg.optimizer)]),
+      # Before TensorBoard, which then logs the list metrics it adds.
+      *([monitor] if monitor else []),
       tf.keras.callbacks.TensorBoard(
           os.path.join(model_dir, checkpoints.LOG_DIR)),
       tf.keras.callbacks.ModelCheckpoint(
@@ -145,14 +179,15 @@ def run(cfg: config_lib.ExperimentConfig,
   start = time.perf_counter()
   history = model.fit(
       train_ds, epochs=cfg.train.epochs, callbacks=callbacks,
+      validation_data=valid_input, validation_steps=valid_steps,
       steps_per_epoch=steps_per_epoch if distributed else None,
       verbose=1 if sys.stdout.isatty() else 2)
   train_seconds = time.perf_counter() - start
   epochs_run = counter.steps / steps_per_epoch
   losses = history.history.get("loss", [])
   if parameter_server and losses and not math.isfinite(float(losses[-1])):
-    raise callbacks_lib.NaNLossError(f"The training loss became {losses[-1]}. Lower the "
-                       "learning rates.")
+    raise callbacks_lib.NaNLossError(
+        f"The training loss became {losses[-1]}. Lower the learning rates.")
   distributed_metrics = {}
   if distributed and not parameter_server:
     # Every worker takes part; compared below with the checkpoint's metrics.
@@ -167,15 +202,30 @@ def run(cfg: config_lib.ExperimentConfig,
     # The chief's final checkpoint, on one device: what an export reads.
     model, _, _ = checkpoints.load_trained(model_dir)
     model.compile()
+  kept = {}
+  if monitor:
+    kept = validation.best_epochs(monitor.history, watched)
+    last = len(monitor.history) and monitor.history[-1]["epoch"]
+    validation.restore_kept_weights(
+        model, {task: e for task, e in kept.items() if e != last},
+        lambda epoch: os.path.join(model_dir, checkpoints.CHECKPOINT_DIR,
+                                   f"epoch-{epoch:03d}"),
+        lambda: checkpoints.empty_model(vocabulary, cfg.model))
+    model.save_weights(os.path.join(model_dir, checkpoints.CHECKPOINT_DIR,
+                                    checkpoints.KEPT_CHECKPOINT))
 
+  # The test split, scored once, on the kept weights. Movies rated in the
+  # validation slice are the user's too: never recommended again.
   ranking = model.evaluate(test_ds, return_dict=True, verbose=0)
-  lists = evaluation.evaluate_lists(model, vocabulary, train, test, cfg.eval)
+  lists = evaluation.evaluate_lists(model, vocabulary, train_and_validation,
+                                    test, cfg.eval)
   projector.write_movie_projector(
       os.path.join(model_dir, checkpoints.LOG_DIR), model, vocabulary, movies)
   metrics = {
       "dataset": data.dataset,
       "split": data.split,
       "train_ratings": len(train),
+      "validation_ratings": len(valid) if valid else 0,
       "test_ratings": len(test),
       "steps_run": counter.steps,
       "epochs_run": epochs_run,
@@ -189,6 +239,13 @@ def run(cfg: config_lib.ExperimentConfig,
       "replicas_per_step": distribute.replicas_per_step(strategy),
       **distributed_metrics,
   }
+  if monitor:
+    metrics["validation"] = {
+        "history": monitor.history,
+        "kept_epoch": kept,
+        "monitors": {m.task: m.metric for m in watched},
+        "stopped_early": monitor.stopped_early,
+    }
   if cfg.train.eval_every_steps:
     metrics["curve"] = counter.points
   write_metrics(model_dir, metrics)
