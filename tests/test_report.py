@@ -154,6 +154,25 @@ def data_doc():
               for config in ("synthetic-small", "100k")}}
 
 
+def quality_doc():
+  """A bench_quality.json: two seeds of both recipes on real ml-100k."""
+  def run(seed, auc):
+    return {"seed": seed, "auc": auc, "accuracy": 0.7, "log_loss": 0.56,
+            "train_seconds": 30.0}
+  runs = {"notebook": [run(42, 0.77), run(1, 0.79)],
+          "product": [dict(run(42, 0.79), ranking_epoch_kept=4.0),
+                      dict(run(1, 0.81), ranking_epoch_kept=6.0)]}
+  summary = {
+      name: {k: {"mean": sum(r[k] for r in rs) / 2,
+                 "sd": abs(rs[0][k] - rs[1][k]) / 2 ** 0.5}
+             for k in rs[0] if k != "seed"}
+      for name, rs in runs.items()}
+  return {"suite": "quality", "command": "python -m ncf_tfrs.bench --suite "
+          "quality --config 100k", "machine": MACHINE, "dataset": "100k",
+          "seeds": [42, 1], "notebook_epochs": 1, "runs": runs,
+          "summary": summary}
+
+
 def _write(tmp_path, **docs):
   paths = []
   for name, doc in docs.items():
@@ -178,7 +197,7 @@ def _png_size(path):
 
 def test_report_tables_labels_checks_and_plots(tmp_path):
   inputs = _write(tmp_path, train=train_doc(), serving=serving_doc(),
-                  data=data_doc())
+                  data=data_doc(), quality=quality_doc())
   out = tmp_path / "docs" / "results"
   files = report.build_report(inputs, str(out))
 
@@ -198,6 +217,11 @@ def test_report_tables_labels_checks_and_plots(tmp_path):
   assert "| 6,516 | 128 | 51.1× |" in text  # ScaNN / exact single q/s
   assert "| 3.47 | 4.23 | 6.89 | 2,015 |" in text
   assert "88,888 (79,999–97,777)" in text  # data median (min–max)
+  # Quality over seeds: mean ± sd per recipe, then each seed.
+  assert "| product | 0.8000 ± 0.0141 |" in text
+  assert "| notebook | 0.7800 ± 0.0141 |" in text
+  assert "| 5.0 ± 1.4 |" in text  # NCF epoch kept
+  assert "| product | 1 | 0.8100 |" in text
   # Target checks, computed: joint 150k >= 140k met; ranking-only 450k < 500k
   # not; AUC gain 0.0412 >= 0.03 met; halfway 0.8412 >= 0.8365 met; wall
   # 560 <= 601.8 met; recall 0.57 < 0.6 not; random catalog is no target.

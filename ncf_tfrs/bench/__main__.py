@@ -6,12 +6,16 @@ r"""Benchmarks: each suite prints a table and writes JSON.
       --scann_catalogs 1000000 --repeats 3
   python -m ncf_tfrs.bench --suite distribute --config synthetic-small \
       --product_flagfile configs/ml32m.flags
+  python -m ncf_tfrs.bench --suite quality --config 100k \
+      --manual_dir /tmp/movielens --product_flagfile configs/ml100k.flags \
+      --seeds 42,1,2,3
 
 Every speed figure has a baseline measured in the same run, and every stage
 runs in a fresh process, so its peak RSS is its own. Figures are medians over
 repeats. `python -m ncf_tfrs.report` turns the JSON into the README's tables
-and plots. The suites: `ncf_tfrs.bench.data`, `.train`, `.serving` and
-`.distribute`; this module only reads flags and hands them on.
+and plots. The suites: `ncf_tfrs.bench.data`, `.train`, `.serving`,
+`.distribute` and `.quality`; this module only reads flags and hands them
+on.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 from ncf_tfrs.bench import data as data_suite
 from ncf_tfrs.bench import distribute as distribute_suite
 from ncf_tfrs.bench import process
+from ncf_tfrs.bench import quality as quality_suite
 from ncf_tfrs.bench import train as train_suite
 
 _SUITE = flags.DEFINE_enum(
-    "suite", "data", ["data", "train", "serving", "distribute"],
+    "suite", "data", ["data", "train", "serving", "distribute", "quality"],
     "Benchmark suite to run.")
 _CONFIGS = flags.DEFINE_list(
     "config", ["synthetic-small"],
@@ -40,6 +45,15 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Repetitions; medians are "
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "TFDS data dir. Default: a fresh temporary directory, so "
     "that prepare is measured from scratch.")
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir", None, "Folder holding a real release's official archive "
+    "(the .zip or its extracted folder), read offline as the train command's "
+    "--manual_dir does.")
+_SEEDS = flags.DEFINE_list(
+    "seeds", ["42"], "quality suite: seeds of the splits and runs.")
+_NOTEBOOK_EPOCHS = flags.DEFINE_integer(
+    "notebook_epochs", 1, "quality suite: epochs of the notebook's recipe "
+    "(it ran one).", lower_bound=1)
 _OUTPUT = flags.DEFINE_string("output", None,
                               "JSON output path (default bench_<suite>.json).")
 _NOTEBOOK = flags.DEFINE_bool(
@@ -91,12 +105,14 @@ _PRODUCT_CONFIG = flags.DEFINE_string(
 def _stage(stage: str, config: str, data_dir: str) -> dict[str, object]:
   """One stage of one repetition, in this (fresh) process."""
   if stage == "prepare":
-    return data_suite.prepare_stage(config, data_dir)
+    return data_suite.prepare_stage(config, data_dir, _MANUAL_DIR.value)
   if stage in ("pipeline", "notebook"):
     return data_suite.pipeline_stage(config, data_dir, _BATCH_SIZE.value,
                                      notebook=stage == "notebook")
   if stage == "notebook_train":
-    return train_suite.notebook_stage(config, data_dir)
+    return train_suite.notebook_stage(config, data_dir,
+                                      seed=int(_SEEDS.value[0]),
+                                      epochs=_NOTEBOOK_EPOCHS.value)
   from ncf_tfrs.training import config as config_lib  # pylint: disable=g-import-not-at-top
   with open(_PRODUCT_CONFIG.value) as f:
     cfg = config_lib.ExperimentConfig.from_json(f.read())
@@ -141,6 +157,16 @@ def _suite(name: str) -> dict[str, object]:
         dataset, _PRODUCT_FLAGFILE.value, _REPEATS.value, catalogs)
     serving_suite.print_table(results)
     return {k: v for k, v in results.items() if k != "machine"}
+  if name == "quality":
+    try:
+      seeds = [int(s) for s in _SEEDS.value]
+    except ValueError as e:
+      raise app.UsageError(f"--seeds: {e}") from e
+    report = quality_suite.run_suite(
+        dataset, _DATA_DIR.value, _MANUAL_DIR.value, _WORK_DIR.value,
+        _PRODUCT_FLAGFILE.value, seeds, _NOTEBOOK_EPOCHS.value)
+    quality_suite.print_table(report)
+    return report
   report = distribute_suite.run_suite(
       _PRODUCT_FLAGFILE.value, dataset, _DATA_DIR.value, _EPOCHS.value,
       _REPEATS.value, _RUN_TIMEOUT.value)

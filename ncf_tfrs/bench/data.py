@@ -21,10 +21,13 @@ COLUMNS = ("prepare_s", "prepare_peak_rss_gib", "load_s", "split_s",
            "epoch_speedup_vs_notebook")
 
 
-def prepare_stage(config: str, data_dir: str) -> dict[str, float]:
+def prepare_stage(config: str, data_dir: str,
+                  manual_dir: str | None = None) -> dict[str, float]:
+  """Generates or parses `config` into TFDS; real releases from manual_dir."""
   from ncf_tfrs import data as data_lib  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
-  data_lib.prepare(config, data_dir=data_dir, download=False)
+  data_lib.prepare(config, data_dir=data_dir, manual_dir=manual_dir,
+                   download=False)
   return {"prepare_s": time.perf_counter() - start}
 
 

@@ -36,8 +36,9 @@ from ncf_tfrs.training import evaluation
 
 def notebook_stage(dataset: str, data_dir: str | None, split: str = "random",
                    seed: int = 42, curve_points: int = 10,
-                   max_train_ratings: int | None = None) -> dict[str, object]:
-  """One epoch of the notebook's recipe on `dataset`'s split.
+                   max_train_ratings: int | None = None,
+                   epochs: int = 1) -> dict[str, object]:
+  """The notebook's recipe (one epoch, as it ran) on `dataset`'s split.
 
   Args:
     dataset: movielens_users config, e.g. 'synthetic-32m'.
@@ -47,6 +48,7 @@ def notebook_stage(dataset: str, data_dir: str | None, split: str = "random",
     curve_points: held-out evaluations during the epoch.
     max_train_ratings: train on a prefix of the shuffled split only (for
       quick checks; the benchmark's figures use the whole epoch).
+    epochs: passes over the training split.
 
   Returns:
     Wall times, ratings/s, the final held-out metrics and the curve.
@@ -65,20 +67,21 @@ def notebook_stage(dataset: str, data_dir: str | None, split: str = "random",
     train_ds = train_ds.take(steps)
   curve = callbacks.HeldOutCurve(
       baseline.ordered_dataset(data.test_x[sample], data.test_y[sample]),
-      every_steps=max(1, steps // curve_points),
+      every_steps=max(1, epochs * steps // curve_points),
       ratings_per_step=baseline.BATCH_SIZE)
   model = baseline.make_model(data)
-  model.fit(train_ds, epochs=1, callbacks=[curve], verbose=2)
+  model.fit(train_ds, epochs=epochs, callbacks=[curve], verbose=2)
   train_seconds = curve.points[-1]["train_seconds"]
   start = time.perf_counter()
   test_metrics = model.evaluate(
       baseline.ordered_dataset(data.test_x, data.test_y), return_dict=True,
       verbose=0)
-  trained = min(len(data.train_x), steps * baseline.BATCH_SIZE)
+  trained = epochs * min(len(data.train_x), steps * baseline.BATCH_SIZE)
   for point in curve.points:
     point["ratings"] = min(point["ratings"], trained)
   return {
       "recipe": "notebook",
+      "epochs": epochs,
       "train_ratings": trained,
       "mapping_seconds": data.mapping_seconds,
       "train_seconds": train_seconds,
@@ -210,14 +213,15 @@ STAGES = ("notebook", "product", "tutorial", "throughput")
 
 
 def train_command(name: str, flagfile: str, dataset: str, data_dir: str,
-                  work_dir: str, eval_every_steps: int) -> dict[str, object]:
+                  work_dir: str, eval_every_steps: int,
+                  *extra: str) -> dict[str, object]:
   """The product's own train command on `flagfile`, from a fresh model dir."""
   model_dir = os.path.join(work_dir, f"{name}_model")
   shutil.rmtree(model_dir, ignore_errors=True)  # Never resume an old run.
   _, seconds, rss = process.run_python([
       "-m", "ncf_tfrs.train", f"--flagfile={flagfile}", f"--dataset={dataset}",
       f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--export_dir=",
-      f"--eval_every_steps={eval_every_steps}"])
+      f"--eval_every_steps={eval_every_steps}", *extra])
   with open(os.path.join(model_dir, "metrics.json")) as f:
     result = json.load(f)
   result.update(recipe=name, flagfile=flagfile, peak_rss_gib=rss,

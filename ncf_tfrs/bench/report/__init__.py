@@ -32,6 +32,7 @@ from typing import Any, Optional, Sequence
 
 from ncf_tfrs.bench.report import common
 from ncf_tfrs.bench.report import data
+from ncf_tfrs.bench.report import quality
 from ncf_tfrs.bench.report import serving
 from ncf_tfrs.bench.report import train
 from ncf_tfrs.bench.report.common import BEGIN_MARKER
@@ -66,10 +67,14 @@ def render(docs: dict[str, dict[str, Any]], images: dict[str, str],
       missing.append(f"{suite}: no results" +
                      (f" ({why[0]})" if why else " given"))
       continue
-    if suite == "train":
-      text, lacks = train.render_train(docs[suite], images, relative_to, heading)
+    if suite == "quality":
+      text, lacks = quality.render_quality(docs[suite], heading)
+    elif suite == "train":
+      text, lacks = train.render_train(docs[suite], images, relative_to,
+                                       heading)
     elif suite == "serving":
-      text, lacks = serving.render_serving(docs[suite], images, relative_to, heading)
+      text, lacks = serving.render_serving(docs[suite], images, relative_to,
+                                           heading)
     else:
       text, lacks = data.render_data(docs[suite], heading)
     sections.append(text)

@@ -11,9 +11,8 @@ from typing import Any, Callable, Optional, Sequence
 
 BEGIN_MARKER = "<!-- results:begin -->"
 END_MARKER = "<!-- results:end -->"
-SUITES = ("train", "serving", "data")
-DEFAULT_FILES = {"train": "bench_train.json", "serving": "bench_serving.json",
-                 "data": "bench_data.json"}
+SUITES = ("quality", "train", "serving", "data")
+DEFAULT_FILES = {suite: f"bench_{suite}.json" for suite in SUITES}
 
 TRAINING_CURVES_PNG = "training_curves.png"
 RECALL_PNG = "recall_at_k.png"
@@ -55,6 +54,8 @@ def _suite_of(doc: dict[str, Any], path: str) -> str:
       suite = "train"
     elif "ann" in doc or "end_to_end" in doc:
       suite = "serving"
+    elif "runs" in doc and "seeds" in doc:
+      suite = "quality"
     elif "results" in doc:
       suite = "data"
   if suite not in SUITES:

@@ -1,0 +1,96 @@
+"""Quality benchmark over seeds: the product's train command against the notebook's recipe.
+
+For each seed, on the same random 80/20 split of one release: the notebook's
+recipe (`ncf_tfrs.bench.baseline`, its one epoch) and the product's train
+command on a flagfile, which carves its validation slice out of the training
+split and keeps the epochs validation chooses. Both are scored once on the
+test split. The suite reports every seed and the mean and standard
+deviation, because one seed's difference is within the noise at 100k
+ratings.
+
+Real MovieLens comes in through the offline archive path users take
+(`manual_dir`, no download); for development, `python -m
+ncf_tfrs.datasets.movielens_users.recbole_ml100k` writes real ml-100k from a
+package registry's wheel. MovieLens may not be redistributed: its files and
+these runs stay on the machine that made them.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+
+from ncf_tfrs.bench import process
+from ncf_tfrs.bench import train as train_suite
+
+# The figures compared, as each recipe names them in its test metrics.
+METRICS = {"auc": ("auc", "ranking_auc"),
+           "accuracy": ("accuracy", "ranking_accuracy"),
+           "log_loss": ("loss", "ranking_log_loss")}
+
+
+def _figures(result: dict[str, object], notebook: bool) -> dict[str, float]:
+  test = result["test"]
+  out = {name: float(test[keys[0] if notebook else keys[1]])
+         for name, keys in METRICS.items()}
+  out["train_seconds"] = float(result["train_seconds"])
+  if not notebook:
+    out["retrieval_recall_at_100"] = float(
+        result["lists"]["retrieval_recall_at_100"])
+    out["epochs_run"] = float(result["epochs_run"])
+    kept = result.get("validation", {}).get("kept_epoch", {})
+    if "ranking" in kept:
+      out["ranking_epoch_kept"] = float(kept["ranking"])
+  return out
+
+
+def _summary(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+  return {k: {"mean": statistics.mean(r[k] for r in runs),
+              "sd": statistics.stdev(r[k] for r in runs) if len(runs) > 1
+                    else 0.0}
+          for k in runs[0]}
+
+
+def run_suite(dataset: str, data_dir: str | None, manual_dir: str | None,
+              work_dir: str | None, product_flagfile: str, seeds: list[int],
+              notebook_epochs: int = 1) -> dict[str, object]:
+  """Both recipes on every seed's split; per-seed figures and their summary."""
+  data_dir = data_dir or tempfile.mkdtemp(prefix="ncf_tfrs_bench_")
+  work_dir = work_dir or tempfile.mkdtemp(prefix="ncf_tfrs_quality_")
+  os.makedirs(work_dir, exist_ok=True)
+  process.run_stage("prepare", dataset, data_dir,
+                    *([f"--manual_dir={manual_dir}"] if manual_dir else []))
+  runs = {"notebook": [], "product": []}
+  for seed in seeds:
+    notebook = process.run_stage("notebook_train", dataset, data_dir,
+                                 f"--seeds={seed}",
+                                 f"--notebook_epochs={notebook_epochs}")
+    runs["notebook"].append({"seed": seed, **_figures(notebook, True)})
+    product = train_suite.train_command(
+        f"product_seed{seed}", product_flagfile, dataset, data_dir, work_dir,
+        0, f"--seed={seed}")
+    runs["product"].append({"seed": seed, **_figures(product, False)})
+    print(f"seed {seed}: notebook AUC {runs['notebook'][-1]['auc']:.4f}, "
+          f"product AUC {runs['product'][-1]['auc']:.4f}", flush=True)
+  return {
+      "dataset": dataset, "split": "random", "seeds": seeds,
+      "product_flagfile": product_flagfile,
+      "notebook_epochs": notebook_epochs,
+      "runs": runs,
+      "summary": {name: _summary([{k: v for k, v in r.items() if k != "seed"}
+                                  for r in recipe_runs])
+                  for name, recipe_runs in runs.items()},
+  }
+
+
+def print_table(report: dict[str, object]) -> None:
+  print(f"\n{report['dataset']}, random split, test split scored once, "
+        f"seeds {report['seeds']} (mean ± sd):")
+  names = ["auc", "accuracy", "log_loss", "retrieval_recall_at_100",
+           "train_seconds"]
+  print("recipe | " + " | ".join(names))
+  for recipe, summary in report["summary"].items():
+    print(" | ".join([recipe] + [
+        f"{summary[n]['mean']:.4f} ± {summary[n]['sd']:.4f}" if n in summary
+        else "-" for n in names]))
