@@ -70,6 +70,9 @@ def test_list_metrics_equal_the_hand_computed_values():
   assert metrics["retrieval_recall_at_1"] == pytest.approx(0.25)
   assert metrics["retrieval_recall_at_2"] == pytest.approx(0.5)
   assert metrics["eval_users"] == 2 and metrics["liked_eval_users"] == 2
+  # The tutorial's protocol ranks rated movies too: u0's top 2 is [a, b]
+  # (b held out), u1's [d, c] (none): 1 of 4 held-out ratings.
+  assert metrics["factorized_top_2"] == pytest.approx(0.25)
 
   ndcg_second_of_two = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
   expected = {

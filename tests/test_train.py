@@ -104,6 +104,13 @@ def test_killed_run_resumes_from_its_backup(data_dir, tmp_path):
   # The second run went on from the backup instead of starting over: it
   # trained less than the 6 epochs, and at least the last one.
   assert 1 <= metrics["epochs_run"] < 6
+  # Its validation history still holds every epoch, those before the kill
+  # included, and the epochs kept come from the whole of it.
+  history = metrics["validation"]["history"]
+  assert [e["epoch"] for e in history] == list(range(1, len(history) + 1))
+  assert len(history) > metrics["epochs_run"]
+  best = max(history, key=lambda e: e["ranking_auc"])["epoch"]
+  assert metrics["validation"]["kept_epoch"]["ranking"] == best
 
 
 def test_nan_loss_stops_with_a_clear_message(data_dir, tmp_path):

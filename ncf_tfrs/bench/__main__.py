@@ -71,7 +71,8 @@ _SCANN_CATALOGS = flags.DEFINE_list(
     "beyond --config's own, e.g. 1000000.")
 _TUTORIAL_FLAGFILE = flags.DEFINE_string(
     "tutorial_flagfile", "configs/synthetic-32m-tfrs-tutorial.flags",
-    "train suite: the TFRS basic-retrieval tutorial's recipe as a flagfile.")
+    "train and quality suites: the TFRS basic-retrieval tutorial's recipe as "
+    "a flagfile (the quality suite runs it on --config; empty skips it).")
 _TRAIN_STAGES = flags.DEFINE_list(
     "train_stages", list(train_suite.STAGES), "train suite: stages to run.")
 _WORK_DIR = flags.DEFINE_string(
@@ -164,7 +165,8 @@ def _suite(name: str) -> dict[str, object]:
       raise app.UsageError(f"--seeds: {e}") from e
     report = quality_suite.run_suite(
         dataset, _DATA_DIR.value, _MANUAL_DIR.value, _WORK_DIR.value,
-        _PRODUCT_FLAGFILE.value, seeds, _NOTEBOOK_EPOCHS.value)
+        _PRODUCT_FLAGFILE.value, seeds, _NOTEBOOK_EPOCHS.value,
+        _TUTORIAL_FLAGFILE.value or None)
     quality_suite.print_table(report)
     return report
   report = distribute_suite.run_suite(

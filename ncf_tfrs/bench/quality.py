@@ -1,10 +1,12 @@
-"""Quality benchmark over seeds: the product's train command against the notebook's recipe.
+"""Quality benchmark over seeds: the product's train command against the baselines.
 
 For each seed, on the same random 80/20 split of one release: the notebook's
-recipe (`ncf_tfrs.bench.baseline`, its one epoch) and the product's train
+recipe (`ncf_tfrs.bench.baseline`, its one epoch), the product's train
 command on a flagfile, which carves its validation slice out of the training
-split and keeps the epochs validation chooses. Both are scored once on the
-test split. The suite reports every seed and the mean and standard
+split and keeps the epochs validation chooses, and, given its flagfile, the
+TFRS basic-retrieval tutorial's recipe (retrieval only, so it has no ranking
+figures; its retrieval is compared by the tutorial's own protocol,
+`factorized_top_100`). All are scored once on the test split. The suite reports every seed and the mean and standard
 deviation, because one seed's difference is within the noise at 100k
 ratings.
 
@@ -33,11 +35,12 @@ METRICS = {"auc": ("auc", "ranking_auc"),
 def _figures(result: dict[str, object], notebook: bool) -> dict[str, float]:
   test = result["test"]
   out = {name: float(test[keys[0] if notebook else keys[1]])
-         for name, keys in METRICS.items()}
+         for name, keys in METRICS.items()
+         if (keys[0] if notebook else keys[1]) in test}
   out["train_seconds"] = float(result["train_seconds"])
   if not notebook:
-    out["retrieval_recall_at_100"] = float(
-        result["lists"]["retrieval_recall_at_100"])
+    for name in ("retrieval_recall_at_100", "factorized_top_100"):
+      out[name] = float(result["lists"][name])
     out["epochs_run"] = float(result["epochs_run"])
     kept = result.get("validation", {}).get("kept_epoch", {})
     if "ranking" in kept:
@@ -54,14 +57,17 @@ def _summary(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 def run_suite(dataset: str, data_dir: str | None, manual_dir: str | None,
               work_dir: str | None, product_flagfile: str, seeds: list[int],
-              notebook_epochs: int = 1) -> dict[str, object]:
-  """Both recipes on every seed's split; per-seed figures and their summary."""
+              notebook_epochs: int = 1,
+              tutorial_flagfile: str | None = None) -> dict[str, object]:
+  """Every recipe on every seed's split; per-seed figures and their summary."""
   data_dir = data_dir or tempfile.mkdtemp(prefix="ncf_tfrs_bench_")
   work_dir = work_dir or tempfile.mkdtemp(prefix="ncf_tfrs_quality_")
   os.makedirs(work_dir, exist_ok=True)
   process.run_stage("prepare", dataset, data_dir,
                     *([f"--manual_dir={manual_dir}"] if manual_dir else []))
   runs = {"notebook": [], "product": []}
+  if tutorial_flagfile:
+    runs["tutorial"] = []
   for seed in seeds:
     notebook = process.run_stage("notebook_train", dataset, data_dir,
                                  f"--seeds={seed}",
@@ -71,11 +77,17 @@ def run_suite(dataset: str, data_dir: str | None, manual_dir: str | None,
         f"product_seed{seed}", product_flagfile, dataset, data_dir, work_dir,
         0, f"--seed={seed}")
     runs["product"].append({"seed": seed, **_figures(product, False)})
+    if tutorial_flagfile:
+      tutorial = train_suite.train_command(
+          f"tutorial_seed{seed}", tutorial_flagfile, dataset, data_dir,
+          work_dir, 0, f"--seed={seed}")
+      runs["tutorial"].append({"seed": seed, **_figures(tutorial, False)})
     print(f"seed {seed}: notebook AUC {runs['notebook'][-1]['auc']:.4f}, "
           f"product AUC {runs['product'][-1]['auc']:.4f}", flush=True)
   return {
       "dataset": dataset, "split": "random", "seeds": seeds,
       "product_flagfile": product_flagfile,
+      "tutorial_flagfile": tutorial_flagfile,
       "notebook_epochs": notebook_epochs,
       "runs": runs,
       "summary": {name: _summary([{k: v for k, v in r.items() if k != "seed"}
@@ -88,7 +100,7 @@ def print_table(report: dict[str, object]) -> None:
   print(f"\n{report['dataset']}, random split, test split scored once, "
         f"seeds {report['seeds']} (mean ± sd):")
   names = ["auc", "accuracy", "log_loss", "retrieval_recall_at_100",
-           "train_seconds"]
+           "factorized_top_100", "train_seconds"]
   print("recipe | " + " | ".join(names))
   for recipe, summary in report["summary"].items():
     print(" | ".join([recipe] + [
