@@ -28,7 +28,12 @@ _VERSION = flags.DEFINE_integer(
     "version", None, "Export version (default: the latest complete one).")
 _USER_ID = flags.DEFINE_list("user_id", None, "Raw user id(s).")
 _K = flags.DEFINE_integer("k", 10, "Movies per user.")
-_SEEN = flags.DEFINE_list("seen", [], "Movie ids to leave out (one user).")
+_SEEN = flags.DEFINE_list(
+    "seen", [], "More movie ids to leave out (one user), beyond those the "
+    "user rated in training, which the export leaves out.")
+_INCLUDE_SEEN = flags.DEFINE_bool(
+    "include_seen", False,
+    "Keep the movies the user rated in training in (re-watch lists).")
 _NUM_CANDIDATES = flags.DEFINE_integer(
     "num_candidates", None,
     "ScaNN candidates to rerank (default: the export's).")
@@ -65,7 +70,8 @@ def main(argv):
     raise app.UsageError("--seen applies to a single --user_id.")
   seen = [seen] if seen else None
   try:
-    results = _recommender().recommend(user_ids, _K.value, seen)
+    results = _recommender().recommend(user_ids, _K.value, seen,
+                                       _INCLUDE_SEEN.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   for result in results:

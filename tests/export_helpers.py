@@ -55,3 +55,27 @@ def model(vocab: data_lib.Vocabulary, seed: int = 0
       size=(NUM_USERS + 1, DIM))
   built.query_tower.embedding.set_weights([users.astype(np.float32)])
   return built
+
+
+# Users with a training history in the exports: u0 rated every movie but
+# these three; u7 rated its 20 best retrieval candidates. Others rated none.
+UNRATED_BY_U0 = ("m100", "m2000", "m2999")
+
+
+def history(vocab: data_lib.Vocabulary,
+            built: model_lib.RecommenderModel) -> data_lib.RatedHistory:
+  scores = (built.query_embeddings(tf.constant(vocab.user_ids[7:8])).numpy()
+            @ built.candidate_embeddings(tf.constant(vocab.movie_ids)).numpy().T)
+  unrated = [int(m[1:]) for m in UNRATED_BY_U0]
+  rows = {0: np.setdiff1d(np.arange(NUM_MOVIES), unrated),
+          7: np.sort(np.argsort(-scores[0])[:20])}
+  lengths = [len(rows.get(u, [])) for u in range(NUM_USERS)]
+  return data_lib.RatedHistory(
+      user_ids=np.asarray(vocab.user_ids, dtype=bytes),
+      row_splits=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+      movies=np.concatenate([rows.get(u, np.zeros(0, int))
+                             for u in range(NUM_USERS)]).astype(np.int32))
+
+
+def rated(hist: data_lib.RatedHistory, user: int) -> set[str]:
+  return {f"m{m}" for m in hist.row(user)}

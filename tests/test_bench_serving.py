@@ -21,7 +21,10 @@ def test_serving_suite_measures_the_given_architecture_and_reports_it(
   e2e = bench_serving.end_to_end(
       1, num_users=30, num_movies=300, model_config=SMALL, num_candidates=50,
       k=5, requests=20, warmup=2, batch_size=8, batches=1,
-      work_dir=str(tmp_path))
+      work_dir=str(tmp_path),
+      history=bench_serving.synthetic_history(30, 300))
+  assert e2e["excludes_rated"] and e2e["history_ratings"] >= 30 * 10
+  assert e2e["export_bytes"] > 0
   assert e2e["model"]["ncf_embedding_dim"] == 4 and e2e["model"]["ncf_bias"]
   assert len(e2e["single_latencies_ms"]) == 20
   latencies = sorted(e2e["single_latencies_ms"])

@@ -33,12 +33,38 @@ def exported(tmp_path_factory):
   vocab = helpers.vocabulary()
   model = helpers.model(vocab)
   export_dir = str(tmp_path_factory.mktemp("export"))
+  history = helpers.history(vocab, model)
   path = export.export_model(model, vocab, helpers.movies(), export_dir,
                              helpers.MODEL_NAME,
                              export.ScannConfig(num_neighbors=100,
-                                                min_tree_size=1000))
+                                                min_tree_size=1000),
+                             history=history)
   return {"model": model, "vocab": vocab, "dir": export_dir, "path": path,
-          "loaded": tf.saved_model.load(path)}
+          "loaded": tf.saved_model.load(path), "history": history}
+
+
+def test_retrieve_and_rerank_leave_each_users_rated_movies_out(exported):
+  history, vocab = exported["history"], exported["vocab"]
+  signatures = exported["loaded"].signatures
+  out = signatures["retrieve"](user_id=tf.constant(vocab.user_ids),
+                               k=tf.constant(10))
+  for user, row in enumerate(out["movie_id"].numpy()):
+    movies = [m.decode() for m in row if m]
+    assert len(set(movies)) == len(movies)
+    assert not set(movies) & helpers.rated(history, user), user
+    # u0 rated all but three: exactly those three, then padding.
+    assert len(movies) == (3 if user == 0 else 10)
+  assert set(m.decode() for m in out["movie_id"][0][:3].numpy()) == set(
+      helpers.UNRATED_BY_U0)
+  assert (out["score"][0][3:].numpy() == contract.MASKED_SCORE).all()
+
+  rated = sorted(helpers.rated(history, 7))
+  candidates = [rated[0], "m1", "m1", rated[1], "m2", "m1", "m3"]
+  out = signatures["rerank"](user_id=tf.constant(["u7"]),
+                             movie_id=tf.constant([candidates]),
+                             k=tf.constant(5))
+  movies = [m.decode() for m in out["movie_id"][0].numpy()]
+  assert sorted(movies[:3]) == ["m1", "m2", "m3"] and movies[3:] == ["", ""]
 
 
 def test_export_layout(exported):
@@ -151,8 +177,8 @@ def test_unknown_user_is_flagged_and_gets_the_popularity_list(exported):
       movie_id=tf.constant([["m9", "m2", "m5", "unknown-movie", ""]]),
       k=tf.constant(5))
   assert out["is_fallback"].numpy().tolist() == [True]
-  assert out["movie_id"][0].numpy().tolist() == [
-      b"m2", b"m5", b"m9", b"unknown-movie", b""]
+  # Unknown movies and padding come last, masked, as padding ids.
+  assert out["movie_id"][0].numpy().tolist() == [b"m2", b"m5", b"m9", b"", b""]
   assert (out["score"][0][3:].numpy() == contract.MASKED_SCORE).all()
 
 

@@ -118,6 +118,28 @@ def _one_pass(ds):
   return rows
 
 
+def test_rated_history_holds_each_users_movies_over_the_vocabulary(tmp_path):
+  r = _ratings()
+  train, test = data_lib.split(r, "random", 0.2, seed=42)
+  vocab = data_lib.Vocabulary.from_ratings(train)
+  history = data_lib.RatedHistory.from_ratings(r, vocab)
+  assert len(history.row_splits) == len(vocab.user_ids) + 1
+  catalog = set(vocab.movie_ids)
+  expected = collections.defaultdict(set)
+  for user, movie in _pairs(r):
+    if movie in catalog:  # Movies only held out are not in the catalog.
+      expected[user].add(movie)
+  for i, user in enumerate(vocab.user_ids):
+    row = history.row(i)
+    assert (np.diff(row) > 0).all()  # ascending, distinct
+    assert set(vocab.movie_ids[row]) == expected[user]
+  history.save(str(tmp_path / "rated.npz"))
+  again = data_lib.RatedHistory.load(str(tmp_path / "rated.npz"))
+  np.testing.assert_array_equal(again.movies, history.movies)
+  np.testing.assert_array_equal(again.row_splits, history.row_splits)
+  assert list(again.user_ids) == list(vocab.user_ids)
+
+
 def test_dataset_pass_yields_every_rating_once_with_labels():
   r = _ratings()
   ds = data_lib.make_dataset(r, batch_size=64, shuffle=True, seed=5)

@@ -30,11 +30,31 @@ def exported(tmp_path_factory):
   vocab = helpers.vocabulary()
   model = helpers.model(vocab)
   export_dir = str(tmp_path_factory.mktemp("export"))
+  history = helpers.history(vocab, model)
   export.export_model(model, vocab, helpers.movies(), export_dir,
                       helpers.MODEL_NAME, export.ScannConfig(num_neighbors=50),
-                      with_scann_model=False)
+                      with_scann_model=False, history=history)
   recommender = serving.Recommender.load(export_dir, helpers.MODEL_NAME)
-  return {"model": model, "dir": export_dir, "recommender": recommender}
+  return {"model": model, "dir": export_dir, "recommender": recommender,
+          "history": history, "vocab": vocab}
+
+
+def test_no_user_is_recommended_a_movie_they_rated(exported):
+  recommender, history = exported["recommender"], exported["history"]
+  users = [u.decode() for u in exported["vocab"].user_ids]
+  for user, result in enumerate(recommender.recommend(users, k=10)):
+    assert len(set(result.movie_ids)) == len(result.movie_ids)
+    assert not set(result.movie_ids) & helpers.rated(history, user), user
+    assert len(result.movie_ids) == (3 if user == 0 else 10)
+  [u0] = recommender.recommend(["u0"], k=5)
+  assert set(u0.movie_ids) == set(helpers.UNRATED_BY_U0)
+
+  # include_seen gives back the re-watch list: u7's best are its rated ones.
+  [rewatch] = recommender.recommend(["u7"], k=10, include_seen=True)
+  assert len(rewatch.movie_ids) == 10
+  assert set(rewatch.movie_ids) <= helpers.rated(history, 7)
+  [u7] = recommender.recommend(["u7"], k=10)
+  assert not set(u7.movie_ids) & helpers.rated(history, 7)
 
 
 def test_known_user_gets_scann_candidates_in_the_served_order(exported):
@@ -245,11 +265,15 @@ def test_recommend_command_prints_titles(exported):
   run = subprocess.run(
       [sys.executable, "-m", "ncf_tfrs.recommend",
        f"--export_dir={exported['dir']}", f"--model_name={helpers.MODEL_NAME}",
-       "--user_id=u1,nobody", "--k=3"],
+       "--user_id=u1,nobody,u0", "--k=3"],
       capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
   assert run.returncode == 0, run.stderr[-2000:]
   lines = run.stdout.splitlines()
   assert lines[0] == "user u1" and lines[1].startswith("  1. Movie ")
   assert lines[4] == "user nobody (unknown user: most rated movies)"
   assert lines[5].startswith("  1. Movie 0 (2000)")
+  # u0 rated all but three movies in training: those three, nothing else.
+  assert lines[8] == "user u0"
+  assert {line.split("[movie ")[1].split(",")[0] for line in lines[9:]} == {
+      *helpers.UNRATED_BY_U0}
   assert contract.PADDING_ID == ""

@@ -128,8 +128,44 @@ def ann_case(num_movies: int, kind: str, repeats: int,
   return result
 
 
+# Training ratings per user in the synthetic histories: lognormal, as
+# MovieLens's activity is (ml-32m: 25.6M training ratings over 200,948
+# users, a mean of 127, its heaviest users above 20,000), at least 16 (80%
+# of MovieLens's 20).
+HISTORY_MEAN = 127
+HISTORY_SIGMA = 1.4
+HISTORY_MIN = 16
+
+
+def synthetic_history(num_users: int, num_movies: int, seed: int = 0):
+  """Rated movies per user with MovieLens's activity and popularity shape.
+
+  Returns a `data.RatedHistory` over users "1".."num_users" and catalog
+  rows (row 0 most rated), movies drawn by a Zipf-like popularity.
+  """
+  from ncf_tfrs import data as data_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  mu = math.log(HISTORY_MEAN) - HISTORY_SIGMA**2 / 2
+  counts = np.clip(rng.lognormal(mu, HISTORY_SIGMA, num_users).round(),
+                   HISTORY_MIN, 0.9 * num_movies).astype(np.int64)
+  popularity = 1.0 / np.arange(1, num_movies + 1) ** 0.9
+  cdf = np.cumsum(popularity) / popularity.sum()
+  user = np.repeat(np.arange(num_users, dtype=np.int64), counts)
+  movie = np.minimum(np.searchsorted(cdf, rng.random(len(user))),
+                     num_movies - 1)
+  pairs = np.unique(user * num_movies + movie)  # Repeated draws count once.
+  user, movie = np.divmod(pairs, num_movies)
+  return data_lib.RatedHistory(
+      user_ids=np.array([str(i) for i in range(1, num_users + 1)],
+                        dtype=bytes),
+      row_splits=np.concatenate(
+          [[0], np.cumsum(np.bincount(user, minlength=num_users))]),
+      movies=movie.astype(np.int32))
+
+
 def _synthetic_export(export_dir: str, num_users: int, num_movies: int,
-                      num_candidates: int, model_config) -> None:
+                      num_candidates: int, model_config,
+                      history=None) -> None:
   """Exports a `model_config` model with random weights."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from ncf_tfrs import export  # pylint: disable=g-import-not-at-top
@@ -148,15 +184,24 @@ def _synthetic_export(export_dir: str, num_users: int, num_movies: int,
          features.MOVIE_ID: tf.constant(vocabulary.movie_ids[:1])})
   export.export_model(model, vocabulary, None, export_dir, "bench",
                       export.ScannConfig(num_neighbors=num_candidates),
-                      with_scann_model=False)
+                      with_scann_model=False, history=history)
+
+
+def _folder_bytes(path: str) -> int:
+  return sum(os.path.getsize(os.path.join(root, name))
+             for root, _, names in os.walk(path) for name in names)
 
 
 def end_to_end(repeats: int, num_users: int, num_movies: int,
                model_config=None, num_candidates: int = 200,
                k: int = 10, requests: int = 500, warmup: int = 50,
                batch_size: int = 256, batches: int = 8,
-               work_dir: Optional[str] = None) -> dict:
+               work_dir: Optional[str] = None, history=None) -> dict:
   """In-process recommend latency and throughput over a synthetic export.
+
+  With a `history`, the export leaves each user's rated movies out, and
+  requests sample users by their number of ratings, so heavy users are in
+  them as often as they are in traffic; without, uniformly.
 
   Args:
     repeats: Repetitions of the timed requests; percentiles are medians.
@@ -171,6 +216,7 @@ def end_to_end(repeats: int, num_users: int, num_movies: int,
     batch_size: Users per batched request.
     batches: Batched requests per repeat.
     work_dir: Where the temporary export goes (default: the system's).
+    history: Each user's rated movies (`synthetic_history`), or None.
   """
   import dataclasses  # pylint: disable=g-import-not-at-top
   from ncf_tfrs import model as model_lib  # pylint: disable=g-import-not-at-top
@@ -180,12 +226,18 @@ def end_to_end(repeats: int, num_users: int, num_movies: int,
   try:
     start = time.perf_counter()
     _synthetic_export(export_dir, num_users, num_movies, num_candidates,
-                      model_config)
+                      model_config, history)
     export_s = time.perf_counter() - start
+    export_bytes = _folder_bytes(export_dir)
     recommender = serving.Recommender.load(export_dir, "bench")
     rng = np.random.default_rng(0)
-    users = [str(u) for u in rng.integers(1, num_users + 1,
-                                          warmup + requests)]
+    weights = None
+    if history is not None:
+      weights = np.diff(history.row_splits).astype(np.float64)
+      weights /= weights.sum()
+    draw = lambda n: [str(u) for u in rng.choice(  # pylint: disable=g-long-lambda
+        np.arange(1, num_users + 1), n, p=weights)]
+    users = draw(warmup + requests)
     for user in users[:warmup]:
       recommender.recommend([user], k)
     runs = []
@@ -200,9 +252,7 @@ def end_to_end(repeats: int, num_users: int, num_movies: int,
       all_ms.extend(ms.tolist())
       runs.append(np.percentile(ms, [50, 90, 99]))
     p50, p90, p99 = np.median(np.array(runs), axis=0)
-    user_batches = [[str(u) for u in rng.integers(1, num_users + 1,
-                                                  batch_size)]
-                    for _ in range(batches)]
+    user_batches = [draw(batch_size) for _ in range(batches)]
     recommender.recommend(user_batches[0], k)  # Warm-up of the batch shape.
 
     def batched():
@@ -214,6 +264,10 @@ def end_to_end(repeats: int, num_users: int, num_movies: int,
         "num_users": num_users, "num_movies": num_movies,
         "model": dataclasses.asdict(model_config),
         "num_candidates": num_candidates, "k": k, "export_s": export_s,
+        "export_bytes": export_bytes,
+        "excludes_rated": history is not None,
+        "history_ratings": (0 if history is None
+                            else int(len(history.movies))),
         "single_p50_ms": float(p50), "single_p90_ms": float(p90),
         "single_p99_ms": float(p99), "requests": requests,
         "single_latencies_ms": [round(v, 4) for v in all_ms],
@@ -254,9 +308,15 @@ def run_suite(repeats: int,
       "ann": cases,
   }
   if end_to_end_size:
+    # Rated movies left out (the product) and, in the same run, not (the
+    # export before it carried histories), with the same users' traffic.
+    history = synthetic_history(*end_to_end_size)
     results["end_to_end"] = end_to_end(repeats, *end_to_end_size,
                                        model_config=model_config,
-                                       work_dir=work_dir)
+                                       work_dir=work_dir, history=history)
+    results["end_to_end_no_exclusion"] = end_to_end(
+        repeats, *end_to_end_size, model_config=model_config,
+        work_dir=work_dir)
   return results
 
 
@@ -315,3 +375,12 @@ def print_table(results: dict) -> None:
           f"p90 {e2e['single_p90_ms']:.2f} ms, p99 {e2e['single_p99_ms']:.2f} "
           f"ms ({e2e['requests']} requests after warm-up); batches of "
           f"{e2e['batch_size']}: {e2e['batched_users_per_s']:,.0f} users/s")
+    off = results.get("end_to_end_no_exclusion")
+    if off:
+      print(f"rated movies left out ({e2e['history_ratings']:,} in the "
+            f"export): export {e2e['export_bytes'] / 2**20:,.0f} MiB in "
+            f"{e2e['export_s']:.0f} s; without: "
+            f"{off['export_bytes'] / 2**20:,.0f} MiB in {off['export_s']:.0f} "
+            f"s, p50 {off['single_p50_ms']:.2f} ms, p99 "
+            f"{off['single_p99_ms']:.2f} ms, "
+            f"{off['batched_users_per_s']:,.0f} users/s")

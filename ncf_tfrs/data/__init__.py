@@ -6,9 +6,11 @@
   training carves out of its training split.
 - `vocabulary`: the model's id vocabularies, built from the training split.
 - `batches`: a split as a tf.data pipeline of the dicts the model takes.
+- `history`: what each user already rated, which serving leaves out.
 """
 
 from ncf_tfrs.data.batches import make_dataset
+from ncf_tfrs.data.history import RatedHistory
 from ncf_tfrs.data.movielens import DATASET_CONFIGS
 from ncf_tfrs.data.movielens import DATASET_NAME
 from ncf_tfrs.data.movielens import DatasetNotFoundError

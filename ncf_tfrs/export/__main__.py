@@ -18,6 +18,7 @@ from ncf_tfrs import data as data_lib
 from ncf_tfrs import export
 from ncf_tfrs import training
 from ncf_tfrs.serving import contract
+from ncf_tfrs.training import checkpoints
 
 _D = training.ExperimentConfig()
 _S = export.ScannConfig()
@@ -63,9 +64,14 @@ def main(argv):
       num_leaves=_NUM_LEAVES.value,
       leaves_to_search_fraction=_LEAVES_FRACTION.value,
       reordering_num_neighbors=_REORDER.value)
+  history = checkpoints.load_history(_MODEL_DIR.value)
+  if history is None:
+    logging.warning("%s has no rated history (trained before it was kept): "
+                    "the export will not leave rated movies out.",
+                    _MODEL_DIR.value)
   path = export.export_model(model, vocabulary, movies, _EXPORT_DIR.value,
                              _MODEL_NAME.value, scann_config,
-                             _SCANN_MODEL.value)
+                             _SCANN_MODEL.value, history)
   print(path)
 
 

@@ -82,12 +82,15 @@ def export_model(model: model_lib.RecommenderModel,
                  export_dir: str,
                  model_name: str = "ncf_tfrs",
                  scann_config: scann_index.ScannConfig = scann_index.ScannConfig(),
-                 with_scann_model: bool = True) -> str:
+                 with_scann_model: bool = True,
+                 history: Optional[data_lib.RatedHistory] = None) -> str:
   """Exports a trained model as the next version; returns its stock path.
 
   Writes, under one new version number: the ScaNN index with the movie
-  table, the ScaNN-op SavedModel (optional), then the stock SavedModel,
-  refused if it has a non-stock op; then models.config and requests/.
+  table and the rated history, the ScaNN-op SavedModel (optional), then the
+  stock SavedModel, refused if it has a non-stock op; then models.config and
+  requests/. Both SavedModels carry the history too, so that `retrieve` and
+  `rerank` leave each user's rated movies out in the graph.
 
   Args:
     model: The trained model.
@@ -97,6 +100,8 @@ def export_model(model: model_lib.RecommenderModel,
     model_name: Name of the stock model (the others get suffixes).
     scann_config: ScaNN index settings.
     with_scann_model: Also write the SavedModel with the ScaNN op inside.
+    history: Each training user's rated movies, left out of their lists;
+      None serves every movie (re-export with one to refresh it).
 
   Returns:
     export_dir/<model_name>/<version>.
@@ -107,7 +112,7 @@ def export_model(model: model_lib.RecommenderModel,
                      f"{model_name!r}.")
   os.makedirs(export_dir, exist_ok=True)
   version = publish.next_version(export_dir, model_name)
-  module = signatures.ServingModule(model, vocabulary)
+  module = signatures.ServingModule(model, vocabulary, history)
   embeddings = module.catalog_embeddings.numpy()
   settings = scann_config.resolve(len(embeddings))
 
@@ -116,6 +121,8 @@ def export_model(model: model_lib.RecommenderModel,
     scann_index.build_scann_searcher(embeddings, scann_config).serialize(
         os.path.join(path, contract.SCANN_DIR), relative_path=True)
     _write_movies(os.path.join(path, contract.MOVIES_FILE), vocabulary, movies)
+    if history is not None:
+      history.save(os.path.join(path, contract.RATED_FILE))
     manifest = {"version": version, "model_name": model_name,
                 "embedding_dim": int(embeddings.shape[1]),
                 "distance": "dot_product", "scann": settings}
@@ -123,7 +130,8 @@ def export_model(model: model_lib.RecommenderModel,
       json.dump(manifest, f, indent=2)
 
   def write_scann_model(path):
-    scann_module = signatures.ScannServingModule(model, vocabulary, settings)
+    scann_module = signatures.ScannServingModule(model, vocabulary, settings,
+                                                 history)
     tf.saved_model.save(
         scann_module, path, signatures=scann_module.signatures(),
         options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))

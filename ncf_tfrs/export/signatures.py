@@ -16,8 +16,13 @@ names from `ncf_tfrs.serving.contract`):
 most rated movies and `rerank` orders their candidates by popularity, rather
 than an embedding of the unknown-id row passed off as personal. `score` is
 the served order (`RecommenderModel.rerank_scores`: retrieval logit + NCF
-log-probability). In `rerank`, movie id "" pads a short candidate list, and
-padding and unknown movies score `MASKED_SCORE`, below every real candidate.
+log-probability), for any movies, rated or not.
+
+`retrieve` and `rerank` never return a movie the user rated in training (the
+export's `RatedHistory`, baked in) nor a movie twice: such candidates, like
+padding ("" in a short candidate list) and unknown movies, score
+`MASKED_SCORE`, below every real candidate, and come back as id "" when
+fewer than k movies are left.
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ class ServingModule(tf.Module):
   """
 
   def __init__(self, model: model_lib.RecommenderModel,
-               vocabulary: data_lib.Vocabulary) -> None:
+               vocabulary: data_lib.Vocabulary,
+               history: Optional[data_lib.RatedHistory] = None) -> None:
     super().__init__(name="ncf_tfrs_serving")
     # The functions below call the Keras model, but the SavedModel keeps only
     # what they capture: its variables and lookup tables. Saving the Keras
@@ -83,6 +89,21 @@ class ServingModule(tf.Module):
     self.catalog_embeddings = tf.Variable(
         model.candidate_embeddings(tf.constant(movie_ids)),
         trainable=False, name="catalog_embeddings")
+    # Rated movies per user lookup row (row 0, unknown users, has none).
+    if history is None:
+      splits = np.zeros(len(vocabulary.user_ids) + 1, np.int64)
+      rated = np.zeros(0, np.int32)
+    else:
+      if list(history.user_ids) != list(np.asarray(vocabulary.user_ids,
+                                                   dtype=bytes)):
+        raise ValueError("The rated history is not over this vocabulary's "
+                         "users.")
+      splits, rated = history.row_splits, history.movies
+    self.rated_row_splits = tf.Variable(
+        np.concatenate([[0], splits]).astype(np.int64), trainable=False,
+        name="rated_row_splits")
+    self.rated_movies = tf.Variable(rated.astype(np.int32), trainable=False,
+                                    name="rated_movies")
     counts = np.asarray(vocabulary.movie_counts, dtype=np.float64)
     self.log_popularity = tf.Variable(
         np.log(np.maximum(counts, 1) / max(counts.sum(), 1)).astype(
@@ -99,6 +120,18 @@ class ServingModule(tf.Module):
   def _movie_index(self, movie_ids: tf.Tensor) -> tf.Tensor:
     """Catalog row of each movie id, -1 for unknown ones."""
     return self.model.candidate_tower.lookup(movie_ids) - 1
+
+  def _rated(self, user_ids: tf.Tensor) -> tf.Tensor:
+    """[B, num_movies] bool: the movies each user rated in training."""
+    rows = self.model.query_tower.lookup(user_ids)
+    positions = tf.ragged.range(tf.gather(self.rated_row_splits, rows),
+                                tf.gather(self.rated_row_splits, rows + 1))
+    movies = tf.cast(tf.gather(self.rated_movies, positions.flat_values),
+                     tf.int64)
+    indices = tf.stack([positions.value_rowids(), movies], axis=1)
+    shape = tf.stack([tf.shape(user_ids, out_type=tf.int64)[0],
+                      tf.constant(self._num_movies, tf.int64)])
+    return tf.scatter_nd(indices, tf.ones_like(movies, tf.float32), shape) > 0
 
   def _check_k(self, k: tf.Tensor, limit: tf.Tensor, what: str):
     return tf.debugging.assert_equal(
@@ -139,10 +172,21 @@ class ServingModule(tf.Module):
     popularity = tf.gather(self.log_popularity, tf.maximum(index, 0))
     scores = tf.where(is_fallback[:, tf.newaxis], popularity,
                       self.model.rerank_scores(user_id, movie_id))
-    scores = tf.where(index >= 0, scores, contract.MASKED_SCORE)
+    rated = tf.gather(self._rated(user_id), tf.maximum(index, 0),
+                      batch_dims=1)
+    # A candidate that an earlier one in its row repeats: [i, j] is i < j.
+    position = tf.range(tf.shape(movie_id)[1])
+    earlier = position[:, tf.newaxis] < position[tf.newaxis, :]
+    repeat = tf.reduce_any(
+        (index[:, :, tf.newaxis] == index[:, tf.newaxis, :]) &
+        earlier[tf.newaxis], axis=1)
+    servable = (index >= 0) & ~rated & ~repeat
+    scores = tf.where(servable, scores, contract.MASKED_SCORE)
     top = tf.math.top_k(scores, k)
+    movies = tf.gather(movie_id, top.indices, batch_dims=1)
     return {
-        Output.MOVIE_ID: tf.gather(movie_id, top.indices, batch_dims=1),
+        Output.MOVIE_ID: tf.where(top.values > contract.MASKED_SCORE, movies,
+                                  contract.PADDING_ID),
         Output.SCORE: top.values,
         Output.IS_FALLBACK: is_fallback,
     }
@@ -157,13 +201,16 @@ class ServingModule(tf.Module):
     is_fallback = self._is_fallback(user_id)
     logits = tf.matmul(self.model.query_embeddings(user_id),
                        self.catalog_embeddings, transpose_b=True)
+    logits = tf.where(self._rated(user_id), contract.MASKED_SCORE, logits)
     top = tf.math.top_k(logits, k)
     popular = tf.broadcast_to(tf.range(k), tf.shape(top.indices))
     indices = tf.where(is_fallback[:, tf.newaxis], popular, top.indices)
     scores = tf.where(is_fallback[:, tf.newaxis],
                       tf.gather(self.log_popularity, popular), top.values)
     return {
-        Output.MOVIE_ID: tf.gather(self.catalog, indices),
+        Output.MOVIE_ID: tf.where(scores > contract.MASKED_SCORE,
+                                  tf.gather(self.catalog, indices),
+                                  contract.PADDING_ID),
         Output.SCORE: scores,
         Output.IS_FALLBACK: is_fallback,
     }
@@ -192,8 +239,9 @@ class ScannServingModule(ServingModule):
 
   def __init__(self, model: model_lib.RecommenderModel,
                vocabulary: data_lib.Vocabulary,
-               settings: dict) -> None:
-    super().__init__(model, vocabulary)
+               settings: dict,
+               history: Optional[data_lib.RatedHistory] = None) -> None:
+    super().__init__(model, vocabulary, history)
     from scann.scann_ops.py import scann_ops  # pylint: disable=g-import-not-at-top
     builder = scann_ops.builder(self.catalog_embeddings.numpy(),
                                 settings["num_neighbors"], "dot_product")

@@ -15,7 +15,10 @@ class Catalog:
   """The exported movie table and its ScaNN index (one export version).
 
   Row i of movies.tsv is datapoint i of the index; rows are most rated
-  first, so the first rows are the popularity list.
+  first, so the first rows are the popularity list. rated.npz, where the
+  export has it, holds each training user's rated movies (CSR arrays
+  `user_ids`, `row_splits`, `movies` over catalog rows), which `rated`
+  returns so that searches can fetch enough candidates beyond them.
   """
 
   def __init__(self, path: str) -> None:
@@ -31,6 +34,24 @@ class Catalog:
     with open(os.path.join(path, contract.MANIFEST_FILE)) as f:
       self.manifest = json.load(f)
     self._searcher = None
+    self._rated_splits = np.zeros(1, np.int64)
+    self._rated_movies = np.zeros(0, np.int64)
+    self._rated_row = {}
+    rated = os.path.join(path, contract.RATED_FILE)
+    if os.path.exists(rated):
+      with np.load(rated, allow_pickle=False) as arrays:
+        self._rated_row = {u.decode(): i
+                           for i, u in enumerate(arrays["user_ids"])}
+        self._rated_splits = arrays["row_splits"]
+        self._rated_movies = arrays["movies"].astype(np.int64)
+
+  def rated(self, user_id: str) -> np.ndarray:
+    """Catalog rows of the movies `user_id` rated in training (none if the
+    user is unknown or the export has no history)."""
+    i = self._rated_row.get(user_id)
+    if i is None:
+      return np.zeros(0, np.int64)
+    return self._rated_movies[self._rated_splits[i]:self._rated_splits[i + 1]]
 
   def __len__(self) -> int:
     return len(self.movie_ids)

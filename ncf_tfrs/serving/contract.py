@@ -6,7 +6,8 @@ definition of where a version's files are, what the signatures, their inputs
 and their outputs are named, and what the special values mean.
 
   <export_dir>/<model_name>/<version>/          stock SavedModel (TF Serving)
-  <export_dir>/<model_name>_index/<version>/    scann/, movies.tsv, manifest.json
+  <export_dir>/<model_name>_index/<version>/    scann/, movies.tsv, rated.npz,
+                                                manifest.json
   <export_dir>/<model_name>_scann/<version>/    SavedModel with ScaNN ops
   <export_dir>/models.config, requests/*.json
 """
@@ -18,6 +19,8 @@ from ncf_tfrs import features
 INDEX_SUFFIX = "_index"
 SCANN_MODEL_SUFFIX = "_scann"
 MOVIES_FILE = "movies.tsv"
+# Each training user's rated movies (`ncf_tfrs.data.RatedHistory`), left out.
+RATED_FILE = "rated.npz"
 MANIFEST_FILE = "manifest.json"
 SCANN_DIR = "scann"
 MODELS_CONFIG = "models.config"

@@ -127,34 +127,46 @@ class Recommender:
     return rows
 
   def recommend(self, user_ids: Sequence[str], k: int = 10,
-                seen: Optional[Sequence[Iterable[str]]] = None
-                ) -> list[Recommendation]:
-    """Top k movies per user, never one the user has seen.
+                seen: Optional[Sequence[Iterable[str]]] = None,
+                include_seen: bool = False) -> list[Recommendation]:
+    """Top k distinct movies per user, none the user has rated.
+
+    Left out by default: the movies each user rated in training (the
+    export's history) and any given in `seen` (ratings made since).
 
     Args:
       user_ids: Raw user ids.
       k: Length of each list.
-      seen: Optional, per user: movie ids to leave out (their ratings).
+      seen: Optional, per user: more movie ids to leave out.
+      include_seen: Keep the training history in (re-watch lists); `seen`
+        is still left out.
 
     Returns:
-      One `Recommendation` per user, in order.
+      One `Recommendation` per user, in order; shorter than k only when the
+      user has rated all but fewer than k movies.
     """
     user_ids = _check_ids(user_ids, "user_ids")
     k = _check_k(k, len(self.catalog))
     seen_rows = self._seen_rows(seen, len(user_ids))
+    if not include_seen:
+      seen_rows = [np.union1d(row, self.catalog.rated(user))
+                   for row, user in zip(seen_rows, user_ids)]
     users = np.array(user_ids, dtype=object)
     answer = self.backend.predict(Signature.USER_EMBEDDING,
                                   {Input.USER_ID: users})
     is_fallback = np.asarray(answer[Output.IS_FALLBACK], dtype=bool)
     width = min(max(self.num_candidates, k), len(self.catalog))
-    most_seen = max(len(rows) for rows in seen_rows)
-    fetch = min(width + most_seen, len(self.catalog))
-    rows = np.empty((len(users), fetch), dtype=np.int64)
-    rows[is_fallback] = np.arange(fetch)  # Most rated first.
-    known = np.flatnonzero(~is_fallback)
-    if len(known):
-      rows[known] = self.catalog.search(
-          np.asarray(answer[Output.EMBEDDING])[known], fetch)
+    # Each user's search fetches enough to keep `width` unseen movies, in
+    # power-of-two sizes so that users of like history search together.
+    fetch = np.minimum(
+        2 ** np.ceil(np.log2([width + len(r) for r in seen_rows])).astype(int),
+        len(self.catalog))
+    rows: list[np.ndarray] = [np.arange(n) for n in fetch]  # Most rated first.
+    embeddings = np.asarray(answer[Output.EMBEDDING])
+    for size in np.unique(fetch[~is_fallback]):
+      group = np.flatnonzero(~is_fallback & (fetch == size))
+      for i, found in zip(group, self.catalog.search(embeddings[group], size)):
+        rows[i] = found
     candidates = np.full((len(users), width), contract.PADDING_ID,
                          dtype=object)
     for i, (row, seen_row) in enumerate(zip(rows, seen_rows)):
@@ -162,6 +174,8 @@ class Recommender:
         row = row[~np.isin(row, seen_row)]
       row = row[:width]
       candidates[i, :len(row)] = self.catalog.movie_ids[row]
+    if include_seen:
+      return self._order_by_score(users, candidates, is_fallback, k)
     return self._rerank(users, candidates, k)
 
   def rerank(self, user_id: str, movie_ids: Sequence[str],
@@ -176,6 +190,32 @@ class Recommender:
     k = _check_k(k, len(movie_ids))
     candidates = np.array([movie_ids], dtype=object)
     return self._rerank(np.array(user, dtype=object), candidates, k)[0]
+
+  def _order_by_score(self, users: np.ndarray, candidates: np.ndarray,
+                      is_fallback: np.ndarray,
+                      k: int) -> list[Recommendation]:
+    """The served order without the export's history left out: `score`,
+    which scores any movie, instead of `rerank`, which leaves it out.
+    Unknown users keep the popularity order of their candidates."""
+    scores = np.asarray(self.backend.predict(Signature.SCORE, {
+        Input.USER_ID: users,
+        Input.MOVIE_ID: np.where(candidates == contract.PADDING_ID,
+                                 self.catalog.movie_ids[0], candidates)
+    })[Output.SCORE], dtype=np.float64)
+    results = []
+    for user, movies, row_scores, fallback in zip(users, candidates, scores,
+                                                  is_fallback):
+      keep = np.flatnonzero(movies != contract.PADDING_ID)
+      if not fallback:
+        keep = keep[np.argsort(-row_scores[keep], kind="stable")]
+      keep = keep[:k]
+      ids = [str(m) for m in movies[keep]]
+      results.append(Recommendation(
+          user_id=str(user), movie_ids=ids,
+          titles=[str(self.catalog.titles[self.catalog.row[m]]) for m in ids],
+          scores=[float(s) for s in row_scores[keep]],
+          is_fallback=bool(fallback)))
+    return results
 
   def _rerank(self, users: np.ndarray, candidates: np.ndarray,
               k: int) -> list[Recommendation]:

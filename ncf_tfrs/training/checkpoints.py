@@ -21,6 +21,8 @@ from ncf_tfrs.training import config as config_lib
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 VOCABULARY_DIR = "vocabulary"
+# Each training user's rated movies (`data.RatedHistory`), for the export.
+RATED_FILE = "rated.npz"
 BACKUP_DIR = "backup"
 CHECKPOINT_DIR = "checkpoints"
 KEPT_CHECKPOINT = "kept"
@@ -48,6 +50,16 @@ def restore_vocabulary(model_dir: str, train: data_lib.Ratings,
   else:
     built.save(directory)
   return built
+
+
+def save_history(model_dir: str, history: data_lib.RatedHistory) -> None:
+  history.save(os.path.join(model_dir, VOCABULARY_DIR, RATED_FILE))
+
+
+def load_history(model_dir: str) -> data_lib.RatedHistory | None:
+  """The rated history training saved; None for runs from before it did."""
+  path = os.path.join(model_dir, VOCABULARY_DIR, RATED_FILE)
+  return data_lib.RatedHistory.load(path) if os.path.exists(path) else None
 
 
 def empty_model(vocabulary: data_lib.Vocabulary,

@@ -90,19 +90,31 @@ def render_serving(doc: dict[str, Any], images: dict[str, str],
   else:
     missing.append("serving: no ScaNN vs exact results")
   if e2e:
+    runs = [("left out" if e2e.get("excludes_rated") else "–", e2e)]
+    off = doc.get("end_to_end_no_exclusion")
+    if off:
+      runs.append(("kept in (same run)", off))
+    rated = (f" The export carries {common.rate(e2e.get('history_ratings'))} "
+             "synthetic training ratings (MovieLens-like activity), and "
+             "requests sample users by activity, heavy users included."
+             if e2e.get("excludes_rated") else "")
     parts += [
         f"`Recommender` in process: ScaNN top "
         f"{e2e.get('num_candidates', '–')} → NCF rerank → top "
         f"{e2e.get('k', '–')}; latency over {common.rate(e2e.get('requests'))} "
         f"single-user requests after warm-up, throughput in batches of "
-        f"{common.rate(e2e.get('batch_size'))} users:", "",
-        common.table(["p50 ms", "p90 ms", "p99 ms", "batched users/s",
-                "export s"],
-               [[_metric_ms(e2e.get("single_p50_ms")),
-                 _metric_ms(e2e.get("single_p90_ms")),
-                 _metric_ms(e2e.get("single_p99_ms")),
-                 common.rate(e2e.get("batched_users_per_s")),
-                 common.seconds(e2e.get("export_s"))]], right_from=0), ""]
+        f"{common.rate(e2e.get('batch_size'))} users.{rated}", "",
+        common.table(["rated movies", "p50 ms", "p90 ms", "p99 ms",
+                      "batched users/s", "export s", "export MiB"],
+                     [[name, _metric_ms(r.get("single_p50_ms")),
+                       _metric_ms(r.get("single_p90_ms")),
+                       _metric_ms(r.get("single_p99_ms")),
+                       common.rate(r.get("batched_users_per_s")),
+                       common.seconds(r.get("export_s")),
+                       common.num((r.get("export_bytes") or 0) / 2**20,
+                                  "{:,.0f}") if r.get("export_bytes")
+                       else "–"]
+                      for name, r in runs], right_from=1), ""]
   else:
     missing.append("serving: no end-to-end results")
   parts += ["Targets:", "",
