@@ -170,6 +170,7 @@ def quality_doc():
   return {"suite": "quality", "command": "python -m ncf_tfrs.bench --suite "
           "quality --config 100k", "machine": MACHINE, "dataset": "100k",
           "seeds": [42, 1], "notebook_epochs": 1, "runs": runs,
+          "targets": {"auc": 0.81, "auc_gain": 0.015, "log_loss": 0.6},
           "summary": summary}
 
 
@@ -222,6 +223,14 @@ def test_report_tables_labels_checks_and_plots(tmp_path):
   assert "| notebook | 0.7800 ± 0.0141 |" in text
   assert "| 5.0 ± 1.4 |" in text  # NCF epoch kept
   assert "| product | 1 | 0.8100 |" in text
+  # Its targets, on means over seeds: 0.80 < 0.81; gain 0.02 >= 0.015;
+  # log loss 0.56 <= 0.6; no tutorial run to compare with.
+  quality = {line.split(" | ")[0].lstrip("| "): line
+             for line in text.splitlines() if line.startswith("| ")}
+  assert quality["AUC"].endswith("| **NOT met** |")
+  assert quality["AUC gain over the notebook's recipe"].endswith("| met |")
+  assert quality["log loss"].endswith("| met |")
+  assert "n/a" in quality["tutorial top-100 vs the tutorial's recipe"]
   # Target checks, computed: joint 150k >= 140k met; ranking-only 450k < 500k
   # not; AUC gain 0.0412 >= 0.03 met; halfway 0.8412 >= 0.8365 met; wall
   # 560 <= 601.8 met; recall 0.57 < 0.6 not; random catalog is no target.
