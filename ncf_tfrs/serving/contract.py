@@ -19,7 +19,9 @@ from ncf_tfrs import features
 INDEX_SUFFIX = "_index"
 SCANN_MODEL_SUFFIX = "_scann"
 MOVIES_FILE = "movies.tsv"
-# Each training user's rated movies (`ncf_tfrs.data.RatedHistory`), left out.
+# Each training user's rated movies (`ncf_tfrs.data.RatedHistory.save`):
+# user_ids, row_splits and movie_deltas (each row's ascending catalog rows as
+# differences, the first from 0), compressed. Read by `serving.Catalog`.
 RATED_FILE = "rated.npz"
 MANIFEST_FILE = "manifest.json"
 SCANN_DIR = "scann"

@@ -156,24 +156,32 @@ class Recommender:
                                   {Input.USER_ID: users})
     is_fallback = np.asarray(answer[Output.IS_FALLBACK], dtype=bool)
     width = min(max(self.num_candidates, k), len(self.catalog))
-    # Each user's search fetches enough to keep `width` unseen movies, in
-    # power-of-two sizes so that users of like history search together.
-    fetch = np.minimum(
-        2 ** np.ceil(np.log2([width + len(r) for r in seen_rows])).astype(int),
-        len(self.catalog))
-    rows: list[np.ndarray] = [np.arange(n) for n in fetch]  # Most rated first.
     embeddings = np.asarray(answer[Output.EMBEDDING])
-    for size in np.unique(fetch[~is_fallback]):
-      group = np.flatnonzero(~is_fallback & (fetch == size))
-      for i, found in zip(group, self.catalog.search(embeddings[group], size)):
-        rows[i] = found
     candidates = np.full((len(users), width), contract.PADDING_ID,
                          dtype=object)
-    for i, (row, seen_row) in enumerate(zip(rows, seen_rows)):
-      if len(seen_row):
-        row = row[~np.isin(row, seen_row)]
-      row = row[:width]
-      candidates[i, :len(row)] = self.catalog.movie_ids[row]
+    # Search `width` more than each user has seen at most, then four times
+    # as many for the users still short of `width` unseen movies: a heavy
+    # user's history costs a deeper search only where it fills the top.
+    fetch = np.minimum(width + np.array([min(len(r), width)
+                                         for r in seen_rows]),
+                       len(self.catalog))
+    todo = np.arange(len(users))
+    while len(todo):
+      size = int(fetch[todo].max())
+      known = todo[~is_fallback[todo]]
+      found = dict(zip(known, self.catalog.search(embeddings[known], size)))
+      short = []
+      for i in todo:
+        row = found[i] if i in found else np.arange(size)  # Most rated first.
+        if len(seen_rows[i]):
+          row = row[~np.isin(row, seen_rows[i])]
+        if len(row) < width and size < len(self.catalog):
+          short.append(i)
+          continue
+        candidates[i, :min(len(row), width)] = self.catalog.movie_ids[
+            row[:width]]
+      todo = np.array(short, dtype=np.int64)
+      fetch[todo] = np.minimum(4 * fetch[todo], len(self.catalog))
     if include_seen:
       return self._order_by_score(users, candidates, is_fallback, k)
     return self._rerank(users, candidates, k)
