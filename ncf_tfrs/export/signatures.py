@@ -121,17 +121,36 @@ class ServingModule(tf.Module):
     """Catalog row of each movie id, -1 for unknown ones."""
     return self.model.candidate_tower.lookup(movie_ids) - 1
 
-  def _rated(self, user_ids: tf.Tensor) -> tf.Tensor:
-    """[B, num_movies] bool: the movies each user rated in training."""
+  def _rated_rows(self, user_ids: tf.Tensor) -> tf.RaggedTensor:
+    """[B, (rated)] int32: each user's rated catalog rows, ascending."""
     rows = self.model.query_tower.lookup(user_ids)
     positions = tf.ragged.range(tf.gather(self.rated_row_splits, rows),
                                 tf.gather(self.rated_row_splits, rows + 1))
-    movies = tf.cast(tf.gather(self.rated_movies, positions.flat_values),
-                     tf.int64)
-    indices = tf.stack([positions.value_rowids(), movies], axis=1)
+    return tf.gather(self.rated_movies, positions)
+
+  def _rated(self, user_ids: tf.Tensor) -> tf.Tensor:
+    """[B, num_movies] bool: the movies each user rated in training."""
+    rated = self._rated_rows(user_ids)
+    indices = tf.stack([rated.value_rowids(),
+                        tf.cast(rated.flat_values, tf.int64)], axis=1)
     shape = tf.stack([tf.shape(user_ids, out_type=tf.int64)[0],
                       tf.constant(self._num_movies, tf.int64)])
-    return tf.scatter_nd(indices, tf.ones_like(movies, tf.float32), shape) > 0
+    return tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1]), shape) > 0
+
+  def _is_rated(self, user_ids: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+    """[B, C] bool: whether each user rated each of its catalog rows [B, C].
+
+    A binary search in each user's ascending history, so that the cost
+    grows with the history and the candidates, not with the catalog.
+    """
+    # -1 pads the rows (no catalog row is negative), one column at least.
+    rated = self._rated_rows(user_ids).to_tensor(default_value=-1)
+    rated = tf.pad(rated, [[0, 0], [0, 1]], constant_values=-1)
+    rated = tf.where(rated < 0, tf.int32.max, rated)  # Padding sorts last.
+    index = tf.cast(index, tf.int32)
+    found = tf.searchsorted(rated, index)
+    return tf.gather(rated, tf.minimum(found, tf.shape(rated)[1] - 1),
+                     batch_dims=1) == index
 
   def _check_k(self, k: tf.Tensor, limit: tf.Tensor, what: str):
     return tf.debugging.assert_equal(
@@ -172,8 +191,7 @@ class ServingModule(tf.Module):
     popularity = tf.gather(self.log_popularity, tf.maximum(index, 0))
     scores = tf.where(is_fallback[:, tf.newaxis], popularity,
                       self.model.rerank_scores(user_id, movie_id))
-    rated = tf.gather(self._rated(user_id), tf.maximum(index, 0),
-                      batch_dims=1)
+    rated = self._is_rated(user_id, tf.maximum(index, 0))
     # A candidate that an earlier one in its row repeats: [i, j] is i < j.
     position = tf.range(tf.shape(movie_id)[1])
     earlier = position[:, tf.newaxis] < position[tf.newaxis, :]
