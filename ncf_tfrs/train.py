@@ -272,7 +272,7 @@ def run(cfg: config_lib.ExperimentConfig) -> dict[str, object]:
         trained.model, trained.vocabulary, trained.movies,
         cfg.export.export_dir, cfg.export.model_name,
         export.ScannConfig(num_neighbors=cfg.eval.num_candidates),
-        cfg.export.scann_model, trained.history)
+        cfg.export.scann_model, trained.rated)
     training.write_metrics(cfg.train.model_dir, metrics)
   return metrics
 

@@ -76,6 +76,12 @@ def test_train_writes_model_dir_metrics_curve_and_export(data_dir, tmp_path):
   assert os.listdir(tmp_path / "logs" / "validation")
   assert metrics["export"] == str(tmp_path / "export" / "ncf_tfrs" / "1")
   assert os.path.exists(os.path.join(metrics["export"], "saved_model.pb"))
+  # The export carries every training user's history, validation included.
+  rated = data_lib.RatedHistory.load(str(tmp_path / "vocabulary" /
+                                         "rated.npz"))
+  assert len(rated.movies) == 80_000
+  assert os.path.exists(tmp_path / "export" / "ncf_tfrs_index" / "1" /
+                        "rated.npz")
 
 
 def test_killed_run_resumes_from_its_backup(data_dir, tmp_path):

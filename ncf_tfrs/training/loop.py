@@ -40,7 +40,7 @@ class TrainedRun:
   vocabulary: data_lib.Vocabulary
   movies: data_lib.Movies
   metrics: dict[str, object]
-  history: data_lib.RatedHistory
+  rated: data_lib.RatedHistory
 
 
 def write_metrics(model_dir: str, metrics: dict[str, object]) -> None:
@@ -96,10 +96,10 @@ def run(cfg: config_lib.ExperimentConfig,
   vocabulary = checkpoints.restore_vocabulary(model_dir, train,
                                               write=chief)
   # What serving leaves out: everything the users rated before the test.
-  history = data_lib.RatedHistory.from_ratings(train_and_validation,
-                                               vocabulary)
+  rated = data_lib.RatedHistory.from_ratings(train_and_validation,
+                                             vocabulary)
   if chief:
-    checkpoints.save_history(model_dir, history)
+    checkpoints.save_history(model_dir, rated)
 
   train_counts = np.bincount(
       train.movie, minlength=len(train.movie_ids))
@@ -255,4 +255,4 @@ def run(cfg: config_lib.ExperimentConfig,
   if cfg.train.eval_every_steps:
     metrics["curve"] = counter.points
   write_metrics(model_dir, metrics)
-  return TrainedRun(model, vocabulary, movies, metrics, history)
+  return TrainedRun(model, vocabulary, movies, metrics, rated)
