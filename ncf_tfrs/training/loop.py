@@ -136,7 +136,7 @@ def run(cfg: config_lib.ExperimentConfig,
   steps_per_epoch = int(train_ds.cardinality())
   valid_input, valid_steps = distribute.distribute_validation_data(
       strategy, lambda shards, index: eval_dataset(valid, shards, index),
-      int(eval_dataset(valid).cardinality())) if valid else (None, None)
+      -(-len(valid) // cfg.train.eval_batch_size)) if valid else (None, None)
   if distributed:
     train_ds = distribute.distribute_training_data(
         strategy,
