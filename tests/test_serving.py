@@ -196,7 +196,7 @@ def test_rest_backend_answers_like_the_embedded_one(exported, rest_server):
       serving.RestBackend(url, helpers.MODEL_NAME, 1), embedded.catalog)
   users, seen = ["u1", "nobody", "u9"], [["m3"], [], []]
   assert remote.recommend(users, 5, seen) == embedded.recommend(users, 5, seen)
-  assert handler.calls == ["user_embedding", "rerank"]
+  assert handler.calls == ["user_embedding", "score"]
   with pytest.raises(serving.ServingError, match="k must be"):
     remote.backend.predict("retrieve", {"user_id": np.array(["u1"], object),
                                         "k": np.array(0, np.int32)})

@@ -3,10 +3,13 @@
 `Recommender` answers "top k movies for these users": the stock SavedModel's
 `user_embedding` signature gives each user's query embedding and whether the
 user is unknown; the exported ScaNN index (scann's Python searcher) finds the
-top C candidates of known users, less the movies the caller says they have
-seen; the `rerank` signature orders the candidates as served (retrieval logit
-+ NCF log-probability) and keeps k. Unknown users get the most rated unseen
-movies instead, flagged `is_fallback`.
+top C candidates of known users less the movies they rated (the export's
+history, rated.npz, plus what the caller says they have seen since); the
+`score` signature scores them in the served order (retrieval logit + NCF
+log-probability) and the top k are kept here. Unknown users get the most
+rated unseen movies instead, flagged `is_fallback`. `rerank` (a user's own
+candidates) goes through the `rerank` signature, which leaves the history
+out and counts repeated candidates once in the graph.
 
 The SavedModel runs behind a `Backend` (`ncf_tfrs.serving.backends`): in
 process by default, or in TF Serving over REST or gRPC.
@@ -182,9 +185,7 @@ class Recommender:
             row[:width]]
       todo = np.array(short, dtype=np.int64)
       fetch[todo] = np.minimum(4 * fetch[todo], len(self.catalog))
-    if include_seen:
-      return self._order_by_score(users, candidates, is_fallback, k)
-    return self._rerank(users, candidates, k)
+    return self._order_by_score(users, candidates, is_fallback, k)
 
   def rerank(self, user_id: str, movie_ids: Sequence[str],
              k: int) -> Recommendation:
@@ -202,9 +203,14 @@ class Recommender:
   def _order_by_score(self, users: np.ndarray, candidates: np.ndarray,
                       is_fallback: np.ndarray,
                       k: int) -> list[Recommendation]:
-    """The served order without the export's history left out: `score`,
-    which scores any movie, instead of `rerank`, which leaves it out.
-    Unknown users keep the popularity order of their candidates."""
+    """The top k of candidates already cleaned here, in the served order.
+
+    `recommend` left the history out and its candidates are distinct, so
+    it needs none of `rerank`'s checks (which plain TF Serving clients
+    rely on): the `score` signature and a sort here serve both the default
+    and re-watch (include_seen) lists. Unknown users keep the popularity
+    order of their candidates.
+    """
     scores = np.asarray(self.backend.predict(Signature.SCORE, {
         Input.USER_ID: users,
         Input.MOVIE_ID: np.where(candidates == contract.PADDING_ID,
