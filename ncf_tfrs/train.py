@@ -14,7 +14,7 @@ typed arguments.
 
 from __future__ import annotations
 
-import json
+import os
 
 from absl import app
 from absl import flags
@@ -288,7 +288,38 @@ def main(argv):
     return
   metrics = run(cfg)
   if metrics:
-    print(json.dumps(metrics, indent=2))
+    print(summary(metrics, cfg.train.model_dir))
+
+
+def summary(metrics: dict[str, object], model_dir: str) -> str:
+  """The few lines a user reads at the end of a run; metrics.json has all."""
+  test, lists = metrics["test"], metrics["lists"]
+  kept = metrics.get("validation", {}).get("kept_epoch", {})
+  lines = [
+      f"{metrics['dataset']} ({metrics['split']} split): "
+      f"{metrics['train_ratings']:,} training / "
+      f"{metrics['validation_ratings']:,} validation / "
+      f"{metrics['test_ratings']:,} test ratings",
+      f"trained {metrics['epochs_run']:.2f} epochs in "
+      f"{metrics['train_seconds']:.0f} s "
+      f"({metrics['train_ratings_per_s']:,.0f} ratings/s)" +
+      (", kept epochs " + ", ".join(f"{task} {epoch}"
+                                    for task, epoch in kept.items())
+       if kept else ""),
+  ]
+  if "ranking_auc" in test:
+    lines.append(f"test: AUC {test['ranking_auc']:.4f}, accuracy "
+                 f"{test['ranking_accuracy']:.4f}, log loss "
+                 f"{test['ranking_log_loss']:.4f}")
+  recall = sorted((k for k in lists if k.startswith("retrieval_recall_at_")),
+                  key=lambda k: int(k.rsplit("_", 1)[1]))
+  if recall:
+    lines.append("test: " + ", ".join(
+        f"recall@{k.rsplit('_', 1)[1]} {lists[k]:.4f}" for k in recall))
+  lines.append("metrics: " + os.path.join(model_dir, "metrics.json"))
+  if metrics.get("export"):
+    lines.append(f"export: {metrics['export']}")
+  return "\n".join(lines)
 
 
 def run_main() -> None:

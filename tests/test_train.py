@@ -107,6 +107,11 @@ def test_killed_run_resumes_from_its_backup(data_dir, tmp_path):
   assert second.returncode == 0, second.stderr.decode()[-3000:]
   with open(tmp_path / "metrics.json") as f:
     metrics = json.load(f)
+  # The command ends with a short summary of metrics.json, not all of it.
+  out = second.stdout.decode().splitlines()
+  assert out[-1] == f"metrics: {tmp_path}/metrics.json"
+  assert f"test: AUC {metrics['test']['ranking_auc']:.4f}," in out[-3]
+  assert not any(line.startswith("{") for line in out)
   # The second run went on from the backup instead of starting over: it
   # trained less than the 6 epochs, and at least the last one.
   assert 1 <= metrics["epochs_run"] < 6
