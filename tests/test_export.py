@@ -266,7 +266,7 @@ def test_failed_write_publishes_nothing(tmp_path):
     raise RuntimeError("disk full")
 
   with pytest.raises(RuntimeError, match="disk full"):
-    export.publish(root, 1, fail)
+    export.publish_version(root, 1, fail)
   assert os.listdir(root) == []
   assert contract.versions(root) == []
 
@@ -299,7 +299,7 @@ def test_killed_export_leaves_no_partial_version(tmp_path):
         os.makedirs(path)
         open(os.path.join(path, "saved_model.pb"), "w").write("half")
         time.sleep(120)
-      export.publish({root!r}, 4, write)
+      export.publish_version({root!r}, 4, write)
   """)
   child = subprocess.Popen([sys.executable, "-c", script], env=ENV,
                            stderr=subprocess.DEVNULL)
@@ -315,7 +315,7 @@ def test_killed_export_leaves_no_partial_version(tmp_path):
       child.kill()
   assert contract.versions(root) == [3]
   assert export.next_version(str(tmp_path), "model") == 4
-  export.publish(root, 4, os.makedirs)
+  export.publish_version(root, 4, os.makedirs)
   assert contract.versions(root) == [3, 4]
   assert not glob.glob(os.path.join(root, ".*"))  # The abandoned temp too.
 

@@ -30,7 +30,7 @@ and the rerank runs in TF Serving.
 from ncf_tfrs.export.exporter import export_model
 from ncf_tfrs.export.exporter import models_config
 from ncf_tfrs.export.publish import next_version
-from ncf_tfrs.export.publish import publish
+from ncf_tfrs.export.publish import publish_version
 from ncf_tfrs.export.scann_index import build_scann_searcher
 from ncf_tfrs.export.scann_index import ScannConfig
 from ncf_tfrs.export.signatures import ScannServingModule

@@ -140,14 +140,15 @@ def export_model(model: model_lib.RecommenderModel,
     tf.saved_model.save(module, path, signatures=module.signatures())
     stock_ops.check_stock_ops(path)
 
-  publish.publish(os.path.join(export_dir, model_name + contract.INDEX_SUFFIX),
-                  version, write_index)
+  publish.publish_version(
+      os.path.join(export_dir, model_name + contract.INDEX_SUFFIX), version,
+      write_index)
   if with_scann_model:
-    publish.publish(
+    publish.publish_version(
         os.path.join(export_dir, model_name + contract.SCANN_MODEL_SUFFIX),
         version, write_scann_model)
-  path = publish.publish(os.path.join(export_dir, model_name), version,
-                         write_stock_model)
+  path = publish.publish_version(os.path.join(export_dir, model_name),
+                                 version, write_stock_model)
 
   publish.atomic_write_text(os.path.join(export_dir, contract.MODELS_CONFIG),
                      models_config([model_name]))

@@ -41,8 +41,8 @@ def _remove_abandoned(model_root: str) -> None:
       shutil.rmtree(os.path.join(model_root, name), ignore_errors=True)
 
 
-def publish(model_root: str, version: int,
-            write: Callable[[str], None]) -> str:
+def publish_version(model_root: str, version: int,
+                    write: Callable[[str], None]) -> str:
   """Writes a version into a hidden temp folder, then renames it into place.
 
   Args:
