@@ -47,7 +47,9 @@ _DOWNLOAD = flags.DEFINE_bool(
 _SPLIT = flags.DEFINE_enum(
     "split", _D.data.split, list(data_lib.SPLIT_METHODS),
     "random: the notebook's 80/20 over ratings (sklearn-compatible); "
-    "temporal: each user's latest ratings held out.")
+    "temporal: each user's latest ratings held out; stratified: a seeded "
+    "random share of each user's ratings held out (Microsoft Recommenders' "
+    "ml-100k protocol with --test_fraction=0.25).")
 _TEST_FRACTION = flags.DEFINE_float("test_fraction", _D.data.test_fraction,
                                     "Share of ratings held out.",
                                     lower_bound=0.0, upper_bound=1.0)

@@ -89,6 +89,14 @@ def test_list_metrics_equal_the_hand_computed_values():
     assert metrics[f"{name}_liked_recall_at_2"] == pytest.approx(recall), name
     assert metrics[f"{name}_liked_ndcg_at_2"] == pytest.approx(ndcg), name
 
+  # The served list by the literature's protocol, every held-out movie
+  # relevant: u0 [c, d] hits d at rank 2 of {b, d}: precision 1/2, recall
+  # 1/2, AP (1/2) / 2; u1 [a, b] hits both: 1, 1, NDCG 1, AP (1 + 1) / 2.
+  served = {"precision": 0.75, "recall": 0.75,
+            "ndcg": (ndcg_second_of_two + 1) / 2, "map": (0.25 + 1) / 2}
+  for name, value in served.items():
+    assert metrics[f"rerank_{name}_at_2"] == pytest.approx(value), name
+
 
 def test_users_sample_is_seeded_and_cutoffs_are_checked():
   train = _ratings([(0, 0, 4.0), (1, 3, 3.0)])

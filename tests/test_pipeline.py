@@ -67,7 +67,26 @@ def test_temporal_split_holds_out_each_users_latest(shuffle_rows):
     assert len(test_times) == np.clip(round(0.25 * total), 1, total - 1)
 
 
-@pytest.mark.parametrize("method", ["random", "temporal"])
+def test_stratified_split_holds_out_each_users_share_at_random():
+  r = _ratings()
+  train, test = data_lib.split(r, "stratified", 0.25, seed=42)
+  assert _pairs(train) | _pairs(test) == _pairs(r)
+  assert not _pairs(train) & _pairs(test)
+  for u in range(len(r.user_ids)):
+    total = int((r.user == u).sum())
+    assert (train.user == u).sum() == round(0.75 * total)
+  # Random within each user, not the latest: some user has a held-out
+  # rating older than one of their training ratings.
+  assert any(test.timestamp[test.user == u].min() <
+             train.timestamp[train.user == u].max()
+             for u in range(len(r.user_ids)) if (test.user == u).any())
+  assert _pairs(data_lib.split(r, "stratified", 0.25, seed=42)[1]) == _pairs(
+      test)
+  assert _pairs(data_lib.split(r, "stratified", 0.25, seed=7)[1]) != _pairs(
+      test)
+
+
+@pytest.mark.parametrize("method", ["random", "temporal", "stratified"])
 def test_validation_is_carved_from_train_never_from_test(method):
   r = _ratings()
   train_and_validation, test = data_lib.split(r, method, 0.2, seed=42)
@@ -78,7 +97,7 @@ def test_validation_is_carved_from_train_never_from_test(method):
   assert not _pairs(valid) & _pairs(test)
   if method == "random":
     assert len(valid) == int(np.ceil(0.1 * len(train_and_validation)))
-  else:  # Each user's latest training ratings, as the test split is drawn.
+  elif method == "temporal":  # Each user's latest training ratings, as the test split is drawn.
     for u in range(len(r.user_ids)):
       assert (valid.timestamp[valid.user == u].min() >=
               train.timestamp[train.user == u].max())

@@ -8,8 +8,8 @@ import numpy as np
 
 from ncf_tfrs.data.movielens import Ratings
 
-SplitMethod = Literal["random", "temporal"]
-SPLIT_METHODS = ("random", "temporal")
+SplitMethod = Literal["random", "temporal", "stratified"]
+SPLIT_METHODS = ("random", "temporal", "stratified")
 
 
 def _by_user_and_time(ratings: Ratings) -> np.ndarray:
@@ -37,6 +37,11 @@ def split(ratings: Ratings,
   'temporal' holds out each user's latest ratings: round(test_fraction * n_u)
   of them, at least one, always leaving one in train. Ties in time are broken
   by the canonical order, so the split is deterministic; `seed` is unused.
+
+  'stratified' is the per-user random split of the literature's ml-100k
+  tables (Microsoft Recommenders' `python_stratified_split`): each user's
+  ratings in a seeded random order, the last n_u - round((1 - test_fraction)
+  * n_u) of them held out, so every user is in both splits in proportion.
   """
   if not 0.0 < test_fraction < 1.0:
     raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
@@ -50,11 +55,16 @@ def split(ratings: Ratings,
     perm = np.random.RandomState(seed).permutation(n)
     is_test = np.zeros(n, dtype=bool)
     is_test[csv_order[perm[:num_test]]] = True
-  elif method == "temporal":
-    order = _by_user_and_time(ratings)
+  elif method in ("temporal", "stratified"):
     counts = np.bincount(ratings.user, minlength=len(ratings.user_ids))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    held = np.clip(np.round(test_fraction * counts), 1, counts - 1)
+    if method == "temporal":
+      order = _by_user_and_time(ratings)
+      held = np.clip(np.round(test_fraction * counts), 1, counts - 1)
+    else:
+      shuffled = np.random.RandomState(seed).permutation(n)
+      order = shuffled[np.argsort(ratings.user[shuffled], kind="stable")]
+      held = counts - np.round((1.0 - test_fraction) * counts)
     user = ratings.user[order]
     position = np.arange(n) - starts[user]
     is_test = np.empty(n, dtype=bool)

@@ -26,7 +26,8 @@ class DataConfig:
     manual_dir: folder with the official MovieLens archive (.zip or the
       extracted folder) for machines without internet.
     download: whether a missing real release may be downloaded.
-    split: 'random' (the notebook's 80/20 over ratings) or 'temporal'.
+    split: 'random' (the notebook's 80/20 over ratings), 'temporal' or
+      'stratified' (per user, as the literature's ml-100k tables).
     test_fraction: share of ratings held out for the test split, scored
       once at the end.
     validation_fraction: share of the training split held out for

@@ -16,7 +16,11 @@ movie catalog, never recommending a movie the user rated in training:
   (`rerank_liked_*`: `RecommenderModel.rerank_scores`, retrieval logit plus
   NCF log-probability), against the NCF score alone (`ncf_rerank_liked_*`),
   retrieval alone (`retrieval_liked_*`) and the most popular unseen movies
-  (`popularity_liked_*`).
+  (`popularity_liked_*`);
+- the served list by the literature's protocol (Microsoft Recommenders'
+  ml-100k table, with the 'stratified' split): every held-out movie is
+  relevant; `rerank_{precision,recall,ndcg,map}_at_10`, MAP normalised by
+  the user's number of held-out movies, as in the published table.
 
 Recall is hits / relevant movies, averaged over users.
 """
@@ -80,16 +84,24 @@ def _dense(rows: np.ndarray, cols: np.ndarray, shape) -> np.ndarray:
   return mask
 
 
-def _recall_and_ndcg(top: np.ndarray, relevant: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-  """Per-user recall and NDCG of the ranked lists `top` [U, k]."""
+def _list_metrics(top: np.ndarray, relevant: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+  """Per-user precision, recall, NDCG and MAP of the ranked lists `top` [U, k].
+
+  Binary relevance; every user has a relevant movie. MAP is the mean of the
+  precisions at the hits' ranks, divided by the number of relevant movies.
+  """
   hits = np.take_along_axis(relevant, top, axis=1)
   num_relevant = relevant.sum(axis=1)
   k = top.shape[1]
-  discounts = 1.0 / np.log2(np.arange(2, k + 2))
-  dcg = (hits * discounts).sum(axis=1)
+  ranks = np.arange(1, k + 1)
+  discounts = 1.0 / np.log2(ranks + 1)
   ideal = np.cumsum(discounts)[np.minimum(num_relevant, k) - 1]
-  return hits.sum(axis=1) / num_relevant, dcg / ideal
+  precision_at_hits = np.cumsum(hits, axis=1) / ranks * hits
+  return {"precision": hits.sum(axis=1) / k,
+          "recall": hits.sum(axis=1) / num_relevant,
+          "ndcg": (hits * discounts).sum(axis=1) / ideal,
+          "map": precision_at_hits.sum(axis=1) / num_relevant}
 
 
 def evaluate_lists(model,
@@ -155,35 +167,35 @@ def evaluate_lists(model,
     top = tf.math.top_k(scores, k=min(max_k, len(catalog))).indices.numpy()
 
     for k in config.recall_ks:
-      add(f"retrieval_recall_at_{k}", _recall_and_ndcg(top[:, :k], relevant)[0])
+      add(f"retrieval_recall_at_{k}",
+          _list_metrics(top[:, :k], relevant)["recall"])
 
-    liked_mask = _dense(*liked.rows(batch), shape)
-    has_liked = liked_mask.any(axis=1)
-    if not has_liked.any():
-      continue
-    liked_users += int(has_liked.sum())
-    liked_mask, top, scores = liked_mask[has_liked], top[has_liked], scores[
-        has_liked]
     n = config.list_size
     cands = top[:, :config.num_candidates]
-    users_with_liked = tf.gather(user_ids, np.flatnonzero(has_liked))
     cand_ids = tf.constant(catalog[cands])
     unseen = np.isfinite(np.take_along_axis(scores, cands, axis=1))
     lists = {"retrieval": top[:, :n]}
     for name, rerank in (("rerank", model.rerank_scores),
                          ("ncf_rerank", model.rerank_logits)):
-      order = np.where(unseen, rerank(users_with_liked, cand_ids).numpy(),
-                       -np.inf)
+      order = np.where(unseen, rerank(user_ids, cand_ids).numpy(), -np.inf)
       lists[name] = np.take_along_axis(
           cands, np.argsort(-order, axis=1, kind="stable")[:, :n], axis=1)
     unseen_popular = np.where(np.isfinite(scores[:, popularity]),
                               popularity, -1)
     lists["popularity"] = np.stack(
         [row[row >= 0][:n] for row in unseen_popular])
+    for metric, values in _list_metrics(lists["rerank"], relevant).items():
+      add(f"rerank_{metric}_at_{n}", values)
+
+    liked_mask = _dense(*liked.rows(batch), shape)
+    has_liked = liked_mask.any(axis=1)
+    if not has_liked.any():
+      continue
+    liked_users += int(has_liked.sum())
     for name, ranked in lists.items():
-      recall, ndcg = _recall_and_ndcg(ranked, liked_mask)
-      add(f"{name}_liked_recall_at_{n}", recall)
-      add(f"{name}_liked_ndcg_at_{n}", ndcg)
+      values = _list_metrics(ranked[has_liked], liked_mask[has_liked])
+      add(f"{name}_liked_recall_at_{n}", values["recall"])
+      add(f"{name}_liked_ndcg_at_{n}", values["ndcg"])
 
   metrics = {name: total / (liked_users if "_liked_" in name else len(users))
              for name, total in sums.items()}
