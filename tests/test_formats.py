@@ -171,6 +171,29 @@ def test_1m_scale_is_checked(tmp_path):
   _raises_at("ratings.dat", 2, formats.read_1m_ratings, path)
 
 
+@pytest.mark.parametrize("read,name,lines", [
+    (formats.read_100k_ratings, "u.data",
+     ["3\t7\t4\t10", "1\t2\t4\t11", "1\t5\t3\t12", "3\t7\t2\t13"]),
+    (formats.read_1m_ratings, "ratings.dat",
+     ["3::7::4::10", "1::2::4::11", "1::5::3::12", "3::7::2::13"]),
+    (formats.read_csv_ratings, "ratings.csv",
+     ["userId,movieId,rating,timestamp", "1,2,4.0,11", "3,7,4.0,10",
+      "3,7,2.0,13"]),
+])
+def test_duplicate_rating_names_both_lines(tmp_path, read, name, lines):
+  path = _write(tmp_path, name, "\n".join(lines) + "\n")
+  message = _raises_at(name, 4, read, path)
+  first = 3 if name == "ratings.csv" else 1
+  assert f"user 3 rated movie 7 again (rating 2; line {first} has 4)" in (
+      message)
+
+
+def test_same_movie_by_other_users_is_no_duplicate(tmp_path):
+  path = _write(tmp_path, "u.data", "2\t7\t4\t10\n1\t7\t4\t11\n"
+                "1\t8\t3\t12\n2\t8\t5\t13\n")
+  assert len(formats.read_100k_ratings(path)[features.USER_ID]) == 4
+
+
 def test_rating_of_unknown_movie_names_ratings_line(tmp_path):
   ratings = _write(tmp_path, "ratings.csv",
                    "userId,movieId,rating,timestamp\n1,17,4.0,10\n"

@@ -250,7 +250,39 @@ def _read_ratings(src: _Source, layout: _RatingsLayout,
         f"rating {table[features.RATING][row]:g} is not on this release's "
         f"scale ({scale.value}); {bad.size} rating(s) are off the scale",
         line)
+  _check_no_duplicates(src, layout, table)
   return table
+
+
+def _check_no_duplicates(src: _Source, layout: _RatingsLayout,
+                         table: Table) -> None:
+  """Rejects a second rating of the same (user, movie), naming both lines.
+
+  MovieLens has none, and which of two ratings is true cannot be guessed;
+  kept, both could land on both sides of a split.
+  """
+  user, movie = table[features.USER_ID], table[features.MOVIE_ID]
+  if ((user[1:] > user[:-1]) |
+      ((user[1:] == user[:-1]) & (movie[1:] > movie[:-1]))).all():
+    return  # Ordered by (user, movie), as the csv releases are: no repeats.
+  order = np.lexsort((movie, user))  # Stable: a pair's earlier row first.
+  user_sorted, movie_sorted = user[order], movie[order]
+  same = np.flatnonzero((user_sorted[1:] == user_sorted[:-1]) &
+                        (movie_sorted[1:] == movie_sorted[:-1]))
+  if not same.size:
+    return
+  pair = same[np.argmin(order[same + 1])]  # The first repeat in file order.
+  first, second = int(order[pair]), int(order[pair + 1])
+  header = layout.header is not None
+  lines = [_line_of_row(src, row, layout.encoding, header)
+           for row in (first, second)]
+  count = same.size
+  raise src.error(
+      f"user {user[second]} rated movie {movie[second]} again (rating "
+      f"{table[features.RATING][second]:g}; line {lines[0]} has "
+      f"{table[features.RATING][first]:g}); {count} duplicate rating(s) of "
+      "the same (user, movie). MovieLens has none: remove them, keeping the "
+      "one you trust", lines[1])
 
 
 def _check_header(src: _Source, expected: str, encoding: str) -> None:
