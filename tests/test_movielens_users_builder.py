@@ -388,3 +388,24 @@ def test_group_by_user_with_huge_id_ranges():
   assert small_ids.tolist() == ["1", "5", "9"]
   assert small_splits.tolist() == [0, 1, 4, 6]
   assert small_order.tolist() == order.tolist()
+
+
+def test_replaced_zip_is_extracted_again_and_errors_name_its_member(tmp_path):
+  manual = tmp_path / "manual"
+  bad = tmp_path / "bad" / "ml-latest-small"
+  shutil.copytree(DUMMY / "ml-latest-small", bad)
+  with (bad / "ratings.csv").open("a") as f:
+    f.write("5,1,9.0,1000000000\n")  # Line 14: off the half-star scale.
+  manual.mkdir()
+  archive = manual / "ml-latest-small.zip"
+  _zip_folder(bad, archive, "ml-latest-small")
+  with pytest.raises(formats.MovieLensFormatError) as info:
+    _prepare("latest-small", tmp_path / "data", manual_dir=manual)
+  # The user's zip and its member, not TFDS's extracted copy.
+  assert str(info.value).startswith(
+      f"{archive}:ml-latest-small/ratings.csv, line 14: rating 9 ")
+  # The same data_dir, the zip replaced by a good one: prepared from it.
+  archive.unlink()
+  _zip_folder(DUMMY / "ml-latest-small", archive)
+  builder = _prepare("latest-small", tmp_path / "data", manual_dir=manual)
+  assert _read_users(builder) == _expected_users("latest-small")

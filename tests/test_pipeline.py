@@ -247,6 +247,32 @@ def test_prepare_says_how_to_go_offline_when_the_download_fails(
 
   monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
                       no_network)
+  monkeypatch.setattr(data_lib.movielens, "_reachable", lambda url: True)
   with pytest.raises(data_lib.DatasetNotFoundError,
                      match="(?s)Could not download .*ml-100k.zip.*manual_dir"):
     data_lib.prepare("100k", data_dir=str(tmp_path))
+
+
+def test_prepare_fails_fast_when_grouplens_cannot_be_reached(
+    tmp_path, monkeypatch):
+  import socket  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  tried = []
+
+  def refused(address, timeout=None):
+    tried.append((address, timeout))
+    raise OSError("Network is unreachable")
+
+  def download(self, *args, **kwargs):
+    raise AssertionError("TFDS was asked to download (and would retry)")
+
+  monkeypatch.setattr(socket, "create_connection", refused)
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                      download)
+  with pytest.raises(data_lib.DatasetNotFoundError) as info:
+    data_lib.prepare("100k", data_dir=str(tmp_path))
+  message = str(info.value)
+  assert "ml-100k.zip cannot be reached" in message
+  assert "no manual_dir given" in message
+  assert tried == [(("files.grouplens.org", 443), 5.0)]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
+import urllib.parse
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -100,13 +102,21 @@ def prepare(config: str,
     local = manual_dir and release.folder and any(
         tf.io.gfile.exists(os.path.join(manual_dir, f))
         for f in (release.folder, release.archive_name))
-    if not (download or local or release.is_synthetic):
+    offline = not (download or local or release.is_synthetic)
+    if not (offline or local or release.is_synthetic) and not _reachable(
+        release.url):
+      offline = True
+      why = f"{release.url} cannot be reached (no network?)"
+    else:
+      why = "downloads are off"
+    if offline:
+      where = (f"{manual_dir} holds no {release.archive_name} or "
+               f"{release.folder}/" if manual_dir else "no manual_dir given")
       raise DatasetNotFoundError(
-          f"{DATASET_NAME}/{name} is not prepared in {builder.data_dir}, and "
-          f"{manual_dir or 'no manual_dir'} holds no {release.archive_name} "
-          f"or {release.folder}/. Allow the download, or pass the official "
-          "MovieLens archive (the .zip or its extracted folder) through "
-          f"manual_dir.\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+          f"{DATASET_NAME}/{name} is not prepared in {builder.data_dir}, "
+          f"{why}, and {where}. Pass the official MovieLens archive (the "
+          ".zip or its extracted folder) through manual_dir, or allow the "
+          f"download.\n{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
     try:
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
@@ -120,6 +130,18 @@ def prepare(config: str,
           "Without internet, pass the official archive (the .zip or its "
           f"extracted folder) through manual_dir.\n"
           f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}") from e
+
+
+def _reachable(url: str, timeout_s: float = 5.0) -> bool:
+  """Whether `url`'s host accepts a connection: asked once, quickly, so that
+  an offline machine fails in seconds instead of after TFDS's retries."""
+  parsed = urllib.parse.urlsplit(url)
+  try:
+    socket.create_connection(
+        (parsed.hostname, parsed.port or 443), timeout=timeout_s).close()
+    return True
+  except OSError:
+    return False
 
 
 def _records(builder: tfds.core.DatasetBuilder, decode) -> tf.data.Dataset:
