@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 
 import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
+from ncf_tfrs import cli
 from ncf_tfrs import serving
 from ncf_tfrs import training
 
@@ -27,7 +28,7 @@ _MODEL_NAME = flags.DEFINE_string("model_name", _EXPORT.model_name,
 _VERSION = flags.DEFINE_integer(
     "version", None, "Export version (default: the latest complete one).")
 _USER_ID = flags.DEFINE_list("user_id", None, "Raw user id(s).")
-_K = flags.DEFINE_integer("k", 10, "Movies per user.")
+_K = flags.DEFINE_integer("k", 10, "Movies per user.", lower_bound=1)
 _SEEN = flags.DEFINE_list(
     "seen", [], "More movie ids to leave out (one user), beyond those the "
     "user rated in training, which the export leaves out.")
@@ -52,7 +53,7 @@ def _recommender() -> serving.Recommender:
   if not (rest_url or grpc_target):
     return serving.Recommender.load(export_dir, name, _VERSION.value,
                                     _NUM_CANDIDATES.value)
-  version = _VERSION.value or serving.latest_version(export_dir, name)
+  version = serving.checked_version(export_dir, name, _VERSION.value)
   if rest_url:
     backend = serving.RestBackend(rest_url, name, version)
   else:
@@ -86,7 +87,7 @@ def main(argv):
 
 def run_main() -> None:
   """Console-script entry point (`ncf-tfrs-recommend`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

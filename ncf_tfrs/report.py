@@ -16,6 +16,7 @@ import sys
 from absl import app
 from absl import flags
 
+from ncf_tfrs import cli
 from ncf_tfrs.bench import report
 
 _INPUTS = flags.DEFINE_list(
@@ -34,11 +35,8 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   command = " ".join(["python -m ncf_tfrs.report"] + sys.argv[1:])
-  try:
-    files = report.build_report(_INPUTS.value, _OUTPUT_DIR.value,
-                                _README.value or None, command)
-  except report.ReportError as e:
-    sys.exit(f"report: {e}")
+  files = report.build_report(_INPUTS.value, _OUTPUT_DIR.value,
+                              _README.value or None, command)
   print(f"wrote {files.markdown}")
   for image in files.images:
     print(f"wrote {image}")
@@ -50,7 +48,7 @@ def main(argv) -> None:
 
 def run_main() -> None:
   """Console-script entry point (`ncf-tfrs-report`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

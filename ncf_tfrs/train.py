@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 
 import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
+from ncf_tfrs import cli
 from ncf_tfrs import data as data_lib
 from ncf_tfrs import export
 from ncf_tfrs import model as model_lib
@@ -288,6 +289,9 @@ def main(argv):
     return
   if distribute.serve_if_server_task(cfg.distribute):
     return
+  cli.check_writable_dir("model_dir", cfg.train.model_dir)
+  if cfg.export.export_dir:
+    cli.check_writable_dir("export_dir", cfg.export.export_dir)
   metrics = run(cfg)
   if metrics:
     print(summary(metrics, cfg.train.model_dir))
@@ -326,7 +330,7 @@ def summary(metrics: dict[str, object], model_dir: str) -> str:
 
 def run_main() -> None:
   """Console-script entry point (`ncf-tfrs-train`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -156,6 +156,18 @@ def test_rerank_follows_the_models_served_order(exported):
   np.testing.assert_allclose(scores["score"], expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("signature", ["score", "rerank"])
+def test_mismatched_rows_name_the_inputs(exported, signature):
+  inputs = {"user_id": tf.constant(["u1", "u2", "u3"]),
+            "movie_id": tf.constant([["m1", "m2"], ["m3", "m4"]])}
+  if signature == "rerank":
+    inputs["k"] = tf.constant(1)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"user_id \[B\] and movie_id \[B, C\] must have "
+                     "the same number of rows"):
+    exported["loaded"].signatures[signature](**inputs)
+
+
 def test_unknown_user_is_flagged_and_gets_the_popularity_list(exported):
   signatures = exported["loaded"].signatures
   out = signatures["retrieve"](user_id=tf.constant(["u2", "nobody"]),

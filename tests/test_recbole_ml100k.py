@@ -2,8 +2,6 @@
 
 import zipfile
 
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import pytest
 
@@ -73,14 +71,3 @@ def test_bad_input_fails_naming_file_and_line(tmp_path, make, expected):
     recbole_ml100k.convert(wheel, tmp_path / "out")
   assert str(wheel) in str(info.value)
   assert not (tmp_path / "out" / "ml-100k" / "u.data").exists()
-
-
-def test_command_reports_bad_input_in_one_line(tmp_path, capsys):
-  wheel = _wheel(tmp_path, inter=INTER + "7\t242\n")
-  with flagsaver.flagsaver():
-    flags.FLAGS(["recbole_ml100k", f"--wheel={wheel}",
-                 f"--output_dir={tmp_path / 'out'}"])
-    assert recbole_ml100k.main(["recbole_ml100k"]) == 1
-  error = capsys.readouterr().err.strip()
-  assert "\n" not in error
-  assert f"{wheel}:{recbole_ml100k.INTER_MEMBER}, line 5" in error

@@ -383,6 +383,6 @@ def test_cli_missing_markers_exits_with_message(tmp_path):
   result = _cli("--inputs", "bench_serving.json", "--readme", "README.md",
                 cwd=tmp_path)
   assert result.returncode == 1
-  assert "report: README.md needs exactly one '<!-- results:begin -->'" in (
-      result.stderr)
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      "error: README.md needs exactly one '<!-- results:begin -->'")
   assert "Traceback" not in result.stderr

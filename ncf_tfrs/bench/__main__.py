@@ -27,6 +27,7 @@ from absl import app
 from absl import flags
 
 import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
+from ncf_tfrs import cli
 from ncf_tfrs.bench import data as data_suite
 from ncf_tfrs.bench import distribute as distribute_suite
 from ncf_tfrs.bench import process
@@ -198,7 +199,7 @@ def main(argv):
 
 def run_main() -> None:
   """Console-script entry point (`ncf-tfrs-bench`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

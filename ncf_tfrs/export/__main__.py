@@ -9,11 +9,14 @@ Writes the next version of the stock SavedModel, the ScaNN index and
 
 from __future__ import annotations
 
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
 
 import ncf_tfrs  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
+from ncf_tfrs import cli
 from ncf_tfrs import data as data_lib
 from ncf_tfrs import export
 from ncf_tfrs import training
@@ -52,6 +55,13 @@ _SCANN_MODEL = flags.DEFINE_bool(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not os.path.isfile(os.path.join(_MODEL_DIR.value, checkpoints.CONFIG_FILE)
+                        ) and "://" not in _MODEL_DIR.value:
+    raise app.UsageError(
+        f"--model_dir={_MODEL_DIR.value} holds no trained model (no "
+        f"{checkpoints.CONFIG_FILE}): train one with `python -m "
+        "ncf_tfrs.train --model_dir=...` first.")
+  cli.check_writable_dir("export_dir", _EXPORT_DIR.value)
   model, vocabulary, cfg = training.load_trained(_MODEL_DIR.value)
   try:
     movies = data_lib.load_movies(cfg.data.dataset, cfg.data.data_dir)
@@ -77,7 +87,7 @@ def main(argv):
 
 def run_main() -> None:
   """Console-script entry point (`ncf-tfrs-export`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

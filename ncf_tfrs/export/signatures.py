@@ -157,6 +157,16 @@ class ServingModule(tf.Module):
         tf.logical_and(k >= 1, k <= limit), True,
         message=f"k must be between 1 and the number of {what}")
 
+  def _same_rows(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> tf.Tensor:
+    """user_id, checked to have one row of movie_id per user: a mismatch
+    fails naming both inputs, not deep inside the scorer's einsum."""
+    check = tf.debugging.assert_equal(
+        tf.shape(user_id)[0], tf.shape(movie_id)[0],
+        message=f"{Input.USER_ID} [B] and {Input.MOVIE_ID} [B, C] must have "
+        f"the same number of rows B (one row of movies per user)")
+    with tf.control_dependencies([check]):
+      return tf.identity(user_id)
+
   @tf.function(input_signature=[_string_spec([None], Input.USER_ID)])
   def user_embedding(self, user_id):
     """Query embeddings; fallback users get the unknown-id row, flagged."""
@@ -170,6 +180,7 @@ class ServingModule(tf.Module):
       _string_spec([None, None], Input.MOVIE_ID)])
   def score(self, user_id, movie_id):
     """Every score of users [B] against their movies [B, C]."""
+    user_id = self._same_rows(user_id, movie_id)
     logits = self.model.rerank_logits(user_id, movie_id)
     return {
         Output.SCORE: self.model.rerank_scores(user_id, movie_id),
@@ -183,6 +194,7 @@ class ServingModule(tf.Module):
       _string_spec([None, None], Input.MOVIE_ID), _K_SPEC])
   def rerank(self, user_id, movie_id, k):
     """The top k of each user's candidates in the served order."""
+    user_id = self._same_rows(user_id, movie_id)
     with tf.control_dependencies(
         [self._check_k(k, tf.shape(movie_id)[1], "candidates")]):
       k = tf.identity(k)

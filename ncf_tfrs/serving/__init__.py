@@ -16,6 +16,7 @@ from ncf_tfrs.serving.backends import RestBackend
 from ncf_tfrs.serving.backends import ServingError
 from ncf_tfrs.serving.catalog import Catalog
 from ncf_tfrs.serving.catalog import load_catalog
+from ncf_tfrs.serving.contract import checked_version
 from ncf_tfrs.serving.contract import latest_version
 from ncf_tfrs.serving.recommender import Recommendation
 from ncf_tfrs.serving.recommender import Recommender

@@ -18,12 +18,14 @@ from typing import Mapping, Protocol
 
 import numpy as np
 
+from ncf_tfrs import cli
+
 
 Inputs = Mapping[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
 
 
-class ServingError(RuntimeError):
+class ServingError(cli.CommandError, RuntimeError):
   """The model server answered with an error."""
 
 

@@ -73,13 +73,30 @@ def versions(model_root: str) -> list[int]:
   return sorted(int(name) for name in os.listdir(model_root) if name.isdigit())
 
 
+def complete_versions(export_dir: str, model_name: str) -> list[int]:
+  """Versions with both a stock model and a ScaNN index, oldest first."""
+  return sorted(set(versions(os.path.join(export_dir, model_name))) & set(
+      versions(os.path.join(export_dir, model_name + INDEX_SUFFIX))))
+
+
 def latest_version(export_dir: str, model_name: str) -> int:
   """The newest version with both a stock model and a ScaNN index."""
-  both = set(versions(os.path.join(export_dir, model_name))) & set(
-      versions(os.path.join(
-          export_dir, model_name + INDEX_SUFFIX)))
-  if not both:
+  return checked_version(export_dir, model_name, None)
+
+
+def checked_version(export_dir: str, model_name: str,
+                    version: int | None) -> int:
+  """`version` (the latest when None) if it is complete, else an error that
+  lists the versions there are."""
+  complete = complete_versions(export_dir, model_name)
+  if not complete:
     raise FileNotFoundError(
         f"No complete export of {model_name!r} in {export_dir}: run "
         "`python -m ncf_tfrs.export` first.")
-  return max(both)
+  if version is None:
+    return complete[-1]
+  if version not in complete:
+    raise FileNotFoundError(
+        f"version {version} of {model_name!r} is not in {export_dir}; "
+        f"complete versions: {', '.join(map(str, complete))}.")
+  return version

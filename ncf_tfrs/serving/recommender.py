@@ -107,7 +107,7 @@ class Recommender:
            version: Optional[int] = None,
            num_candidates: Optional[int] = None) -> Recommender:
     """The in-process recommender over an export (latest version default)."""
-    version = version or contract.latest_version(export_dir, model_name)
+    version = contract.checked_version(export_dir, model_name, version)
     backend = backends.EmbeddedBackend(
         os.path.join(export_dir, model_name, str(version)))
     return cls(backend,

@@ -7,10 +7,11 @@ import time
 
 import tensorflow as tf
 
+from ncf_tfrs import cli
 from ncf_tfrs.model import OptimizerConfig
 
 
-class NaNLossError(RuntimeError):
+class NaNLossError(cli.CommandError, RuntimeError):
   """Training diverged."""
 
 

@@ -8,6 +8,8 @@ import math
 import os
 from typing import Any, Callable, Optional, Sequence
 
+from ncf_tfrs import cli
+
 
 BEGIN_MARKER = "<!-- results:begin -->"
 END_MARKER = "<!-- results:end -->"
@@ -24,7 +26,7 @@ COLORS = {"product": "tab:blue", "notebook": "tab:orange",
            "ncf": "tab:purple", "rerank": "tab:red"}
 
 
-class ReportError(Exception):
+class ReportError(cli.CommandError):
   """An input or the README cannot be used; the message says which and why."""
 
 

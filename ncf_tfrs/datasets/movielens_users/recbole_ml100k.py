@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import zipfile
 from typing import Dict, List, Sequence, Tuple, Union
 
 from absl import app
 from absl import flags
 
+from ncf_tfrs import cli
 from ncf_tfrs.datasets.movielens_users import formats
 
 PathLike = Union[str, os.PathLike]
@@ -283,11 +283,7 @@ def main(argv: Sequence[str]) -> int:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not _WHEEL.value or not _OUTPUT_DIR.value:
     raise app.UsageError("--wheel and --output_dir are required.")
-  try:
-    summary = convert(_WHEEL.value, _OUTPUT_DIR.value)
-  except (RecboleWheelError, OSError) as e:
-    print(f"recbole_ml100k: error: {e}", file=sys.stderr)
-    return 1
+  summary = convert(_WHEEL.value, _OUTPUT_DIR.value)
   print(f"Wrote {summary['folder']}/u.data ({summary['ratings']:,} ratings, "
         f"{summary['users']:,} users, {summary['movies']:,} movies) and "
         f"u.item ({summary['movies_listed']:,} movies). MovieLens data: do "
@@ -296,4 +292,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
