@@ -18,7 +18,7 @@ from ncf_tfrs import data as data_lib
 import tensorflow as tf  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT_S = 240
+TIMEOUT_S = 1800
 
 
 def _free_ports(count):
@@ -34,7 +34,7 @@ def _train_command(data_dir, model_dir, strategy, *extra):
   return [sys.executable, "-m", "ncf_tfrs.train",
           f"--flagfile={ROOT}/configs/smoke.flags", f"--data_dir={data_dir}",
           f"--model_dir={model_dir}", "--export_dir=", "--eval_users=100",
-          f"--distribution_strategy={strategy}", "--cluster_timeout_s=60",
+          f"--distribution_strategy={strategy}", "--cluster_timeout_s=900",
           *extra]
 
 

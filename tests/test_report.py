@@ -357,7 +357,7 @@ def _cli(*args, cwd):
   env = dict(os.environ, PYTHONPATH=ROOT)
   return subprocess.run([sys.executable, "-m", "ncf_tfrs.report", *args],
                         cwd=cwd, env=env, capture_output=True, text=True,
-                        timeout=120, check=False)
+                        timeout=900, check=False)
 
 
 def test_cli_writes_report_and_readme(tmp_path):

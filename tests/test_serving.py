@@ -266,7 +266,7 @@ def test_recommend_command_prints_titles(exported):
       [sys.executable, "-m", "ncf_tfrs.recommend",
        f"--export_dir={exported['dir']}", f"--model_name={helpers.MODEL_NAME}",
        "--user_id=u1,nobody,u0", "--k=3"],
-      capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+      capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
   assert run.returncode == 0, run.stderr[-2000:]
   lines = run.stdout.splitlines()
   assert lines[0] == "user u1" and lines[1].startswith("  1. Movie ")

@@ -2,11 +2,16 @@
 
 Each version is written into a dot-prefixed temporary folder next to its
 final place (TF Serving ignores names that are not integers) and renamed into
-place when complete.
+place when complete. While it writes, the exporter holds an advisory lock on
+a file beside that folder; the operating system drops the lock when the
+process dies, however it dies, so a later export knows a folder is abandoned
+without trusting that a process id was not reused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 from typing import Callable
@@ -23,22 +28,36 @@ def next_version(export_dir: str, model_name: str) -> int:
   return max(published, default=0) + 1
 
 
-def _remove_abandoned(model_root: str) -> None:
-  """Deletes temp folders whose writer process is gone (killed exports)."""
-  for name in os.listdir(model_root):
-    parts = name.split("-")
-    if not (name.startswith(".tmp-") and len(parts) == 3 and
-            parts[2].isdigit()):
-      continue
-    pid = int(parts[2])
+_TEMP_PREFIX = ".tmp-"
+_LOCK_SUFFIX = ".lock"
+
+
+@contextlib.contextmanager
+def _writer_lock(temp: str):
+  """Holds `<temp>.lock` locked while the caller writes `temp`."""
+  lock = temp + _LOCK_SUFFIX
+  with open(lock, "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
     try:
-      alive = pid != os.getpid() and (os.kill(pid, 0) is None)
-    except ProcessLookupError:
-      alive = False
-    except PermissionError:
-      alive = True
-    if not alive:
-      shutil.rmtree(os.path.join(model_root, name), ignore_errors=True)
+      yield
+    finally:
+      os.remove(lock)
+
+
+def _remove_abandoned(model_root: str) -> None:
+  """Deletes temp folders no live exporter holds the lock of (killed ones)."""
+  for name in os.listdir(model_root):
+    path = os.path.join(model_root, name)
+    if not name.startswith(_TEMP_PREFIX) or not os.path.isdir(path):
+      continue
+    try:
+      with open(path + _LOCK_SUFFIX, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      continue  # Its writer is alive.
+    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(path + _LOCK_SUFFIX)
 
 
 def publish_version(model_root: str, version: int,
@@ -58,13 +77,14 @@ def publish_version(model_root: str, version: int,
     raise FileExistsError(f"{final} already exists; versions are immutable.")
   os.makedirs(model_root, exist_ok=True)
   _remove_abandoned(model_root)
-  temp = os.path.join(model_root, f".tmp-{version}-{os.getpid()}")
-  try:
-    write(temp)
-    os.rename(temp, final)
-  except BaseException:
-    shutil.rmtree(temp, ignore_errors=True)
-    raise
+  temp = os.path.join(model_root, f"{_TEMP_PREFIX}{version}-{os.getpid()}")
+  with _writer_lock(temp):
+    try:
+      write(temp)
+      os.rename(temp, final)
+    except BaseException:
+      shutil.rmtree(temp, ignore_errors=True)
+      raise
   return final
 
 
