@@ -189,15 +189,18 @@ def test_worker_shards_of_a_pass_are_disjoint_and_make_the_global_batches():
       movie=(np.arange(n) % 3).astype(np.int32),
       rating=np.full(n, 4.0, np.float32),
       timestamp=np.arange(n, dtype=np.int64))
-  one_device = data_lib.make_dataset(ratings, 20, seed=7, drop_remainder=True)
-  shards = [data_lib.make_dataset(ratings, 10, seed=7, drop_remainder=True,
-                                  num_shards=2, shard_index=w)
+  one_device = list(data_lib.make_dataset(ratings, 20, seed=7,
+                                          drop_remainder=True, passes=2))
+  shards = [list(data_lib.make_dataset(ratings, 10, seed=7,
+                                       drop_remainder=True, num_shards=2,
+                                       shard_index=w, passes=2))
             for w in range(2)]
-  assert [int(s.cardinality()) for s in shards] == [5, 5]
+  assert [len(s) for s in shards] == [10, 10]
   passes = []
-  for _ in range(2):  # Each pass reshuffles, identically on every worker.
-    global_batches = [_pairs(b) for b in one_device]
-    worker_batches = [[_pairs(b) for b in shard] for shard in shards]
+  for p in range(2):  # Each pass reshuffles, identically on every worker.
+    global_batches = [_pairs(b) for b in one_device[5 * p:5 * (p + 1)]]
+    worker_batches = [[_pairs(b) for b in shard[5 * p:5 * (p + 1)]]
+                      for shard in shards]
     seen = set()
     for step, (first, second) in enumerate(zip(*worker_batches)):
       assert not first & second and not (first | second) & seen

@@ -172,14 +172,34 @@ def test_dataset_pass_yields_every_rating_once_with_labels():
 
 def test_dataset_reshuffles_each_pass_deterministically():
   r = _ratings()
-  ds = data_lib.make_dataset(r, batch_size=64, shuffle=True, seed=5)
-  first, second = _one_pass(ds), _one_pass(ds)
-  assert first != second
+  ds = data_lib.make_dataset(r, batch_size=64, shuffle=True, seed=5, passes=2)
+  both = _one_pass(ds)
+  first, second = both[:len(r)], both[len(r):]
+  assert first != second and sorted(first) == sorted(second)
   same_seed = data_lib.make_dataset(r, batch_size=64, shuffle=True, seed=5)
   assert _one_pass(same_seed) == first
+  assert _one_pass(ds) == both  # Iterated again: the same passes.
   in_order = _one_pass(data_lib.make_dataset(r, batch_size=64, shuffle=False))
   assert [row[:2] for row in in_order] == list(
       zip(r.user_ids[r.user], r.movie_ids[r.movie]))
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_resumed_dataset_goes_on_where_the_whole_run_was(shards):
+  r = _ratings()
+  def batches(first_batch):
+    ds = data_lib.make_dataset(r, batch_size=32, shuffle=True, seed=5,
+                               drop_remainder=True, num_shards=shards,
+                               shard_index=shards - 1, passes=3,
+                               first_batch=first_batch)
+    return [b[features.MOVIE_ID].tolist() for b in ds.as_numpy_iterator()]
+  whole = batches(0)
+  per_pass = len(whole) // 3
+  for first in (1, per_pass - 1, per_pass, per_pass + 2):
+    assert batches(first) == whole[first:], first
+  assert batches(3 * per_pass) == []  # Killed after its last backup.
+  with pytest.raises(ValueError, match="first_batch"):
+    batches(3 * per_pass + 1)
 
 
 def test_dataset_gives_movie_sampling_probability():

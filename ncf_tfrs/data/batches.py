@@ -16,13 +16,17 @@ def make_dataset(ratings: Ratings,
                  movie_counts: np.ndarray | None = None,
                  drop_remainder: bool = False,
                  num_shards: int = 1,
-                 shard_index: int = 0) -> tf.data.Dataset:
+                 shard_index: int = 0,
+                 passes: int = 1,
+                 first_batch: int = 0,
+                 batches_per_pass: int | None = None) -> tf.data.Dataset:
   """Batches `ratings` into the dicts the model trains on.
 
   Each batch is one gather from in-memory columns, so the pipeline costs
-  little per rating. With `shuffle`, every pass over the dataset draws a new
-  permutation (deterministic given `seed`), as `shuffle(reshuffle_each_iteration
-  =True)` would, without its per-element cost.
+  little per rating. With `shuffle`, pass p is the permutation drawn from
+  (`seed`, p): a new order every pass, as `shuffle(reshuffle_each_iteration
+  =True)` would give without its per-element cost, and one that depends on
+  nothing but the pass, so a resumed run can start where a killed one was.
 
   Args:
     ratings: the split to batch.
@@ -40,6 +44,12 @@ def make_dataset(ratings: Ratings,
     shard_index: which pipeline's batches (shard_index, shard_index +
       num_shards, ...) this dataset yields. Every pipeline draws the same
       permutations from `seed`, so the shards are disjoint.
+    passes: passes over the ratings, one after the other (training: one per
+      epoch, so Keras keeps one iterator for the whole run).
+    first_batch: batches of this pipeline to leave out from the start of
+      pass 0: those a resumed run already trained on.
+    batches_per_pass: at most this many batches of each pass (a distributed
+      run's steps per epoch, so that passes stay aligned with epochs).
 
   Returns:
     A dataset of dicts: user_id and movie_id (tf.string), liked and
@@ -66,6 +76,12 @@ def make_dataset(ratings: Ratings,
     raise ValueError(f"{n} ratings make no batch of {batch_size} for each of "
                      f"{num_shards} shards.")
   num_batches_here = len(range(shard_index, num_batches, num_shards))
+  if batches_per_pass is not None:
+    num_batches_here = min(num_batches_here, batches_per_pass)
+  if not 0 <= first_batch <= passes * num_batches_here:
+    raise ValueError(f"first_batch {first_batch} not in [0, "
+                     f"{passes * num_batches_here}].")
+  first_pass, first_in_pass = divmod(first_batch, num_batches_here)
 
   def batch(index):
     u = tf.gather(user, index)
@@ -79,20 +95,23 @@ def make_dataset(ratings: Ratings,
         features.MOVIE_SAMPLING_PROB: tf.gather(sampling_prob, m),
     }
 
-  def batches_of(order):
-    ds = tf.data.Dataset.range(shard_index, num_batches, num_shards).map(
+  def pass_batches(p):
+    order = tf.range(n)
+    if shuffle:
+      order = tf.random.experimental.stateless_shuffle(
+          order, seed=tf.stack([tf.constant(seed, tf.int64), p]))
+    skip = tf.where(p == first_pass, tf.constant(first_in_pass, tf.int64),
+                    tf.constant(0, tf.int64))
+    ds = tf.data.Dataset.range(shard_index + skip * num_shards,
+                               shard_index + num_batches_here * num_shards,
+                               num_shards).map(
         lambda i: order[i * batch_size:(i + 1) * batch_size])
     if drop_remainder:
       ds = ds.map(lambda index: tf.ensure_shape(index, [batch_size]))
     return ds
 
-  if shuffle:
-    ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = ds.take(1).flat_map(lambda s: batches_of(
-        tf.random.experimental.stateless_shuffle(
-            tf.range(n), seed=tf.stack([s, tf.constant(seed, tf.int64)]))))
-  else:
-    ds = batches_of(tf.range(n))
+  ds = tf.data.Dataset.range(first_pass, passes).flat_map(pass_batches)
   ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches_here))
+  ds = ds.apply(tf.data.experimental.assert_cardinality(
+      passes * num_batches_here - first_batch))
   return ds.prefetch(tf.data.AUTOTUNE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Sequence
 
 import tensorflow as tf
 
@@ -39,19 +40,19 @@ class StopOnNaN(tf.keras.callbacks.Callback):
 
 
 class StepCounter(tf.keras.callbacks.Callback):
-  """Counts the training steps this process ran.
+  """Counts the run's training steps, from `start` (a resumed run's backup).
 
   With `steps_per_execution`, Keras calls the batch hooks once per execution
   with the first and last step index, so steps are counted from the indices
-  rather than from the calls. A resumed run counts only the steps it ran.
+  rather than from the calls.
   """
 
-  def __init__(self):
+  def __init__(self, start: int = 0):
     super().__init__()
     # It reads no logs, so Keras may skip converting them, and runs it under
     # ParameterServerStrategy too, which refuses other batch-level callbacks.
     self._supports_tf_logs = True
-    self.steps = 0
+    self.steps = start
     self._first = 0
 
   def on_train_batch_begin(self, batch, logs=None):
@@ -62,23 +63,30 @@ class StepCounter(tf.keras.callbacks.Callback):
 
 
 class EpochTimer(tf.keras.callbacks.Callback):
-  """Wall-clock seconds of each epoch's training steps.
+  """Wall-clock seconds of each epoch's training steps, and its last loss.
 
   Later epochs exclude start-up and tracing, so throughput comparisons (one
   device vs a distribution strategy) read them instead of the run's total.
   Placed first among the callbacks, it also leaves out the time the others
-  spend at epoch ends (checkpoints).
+  spend at epoch ends (checkpoints). A resumed run starts from the epochs
+  finished before its backup.
   """
 
-  def __init__(self):
+  def __init__(self, seconds: Sequence[float] = (),
+               losses: Sequence[float] = ()):
     super().__init__()
-    self.seconds: list[float] = []
+    self.seconds: list[float] = list(seconds)
+    self.losses: list[float] = list(losses)
 
   def on_epoch_begin(self, epoch, logs=None):
     self._start = time.perf_counter()
+    # A resumed epoch replaces what was kept of it.
+    del self.seconds[epoch:], self.losses[epoch:]
 
   def on_epoch_end(self, epoch, logs=None):
     self.seconds.append(time.perf_counter() - self._start)
+    if logs and "loss" in logs:
+      self.losses.append(float(logs["loss"]))
 
 
 class HeldOutCurve(StepCounter):
@@ -93,17 +101,21 @@ class HeldOutCurve(StepCounter):
   """
 
   def __init__(self, dataset: tf.data.Dataset, every_steps: int,
-               ratings_per_step: int):
-    super().__init__()
+               ratings_per_step: int, start: int = 0,
+               points: Sequence[dict[str, float]] = (),
+               seconds: float = 0.0):
+    super().__init__(start)
     if every_steps <= 0:
       raise ValueError(f"every_steps must be positive, got {every_steps}.")
     self._dataset = dataset
     self._every = every_steps
     self._ratings_per_step = ratings_per_step
-    self.points: list[dict[str, float]] = []
+    self.points: list[dict[str, float]] = [p for p in points
+                                           if p["step"] <= start]
+    self._start_seconds = seconds
 
   def on_train_begin(self, logs=None):
-    self._seconds = 0.0
+    self._seconds = self._start_seconds
     self._since = time.perf_counter()
 
   def on_train_batch_end(self, batch, logs=None):

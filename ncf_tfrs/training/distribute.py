@@ -211,33 +211,36 @@ def check_batch_size(strategy: tf.distribute.Strategy, batch_size: int,
 
 def distribute_training_data(
     strategy: tf.distribute.Strategy,
-    make_shard: Callable[[int, int, int], tf.data.Dataset],
+    make_shard: Callable[[int, int, int, int, int], tf.data.Dataset],
     batch_size: int,
-    steps_per_epoch: int):
-  """The training input of `model.fit` under `strategy`, repeated forever.
+    steps_per_epoch: int,
+    first_step: int = 0):
+  """The training input of `model.fit` under `strategy`.
 
   Args:
     strategy: the run's strategy (not the default one).
-    make_shard: (per_replica_batch, num_shards, shard_index) -> one pipeline's
-      finite dataset: per-replica batches shard_index, shard_index +
-      num_shards... of the run's seeded permutation, one pass per iteration.
+    make_shard: (per_replica_batch, num_shards, shard_index,
+      batches_per_pass, first_batch) -> one pipeline's dataset: per-replica
+      batches shard_index, shard_index + num_shards... of the run's seeded
+      permutation of each epoch, one pass per epoch, at most
+      `batches_per_pass` each, from `first_batch` on.
     batch_size: the global batch of one step (see the module docstring).
     steps_per_epoch: steps of one epoch; pass it to `model.fit` too.
+    first_step: the step a resumed run starts at (0 for a new one).
 
   Returns:
     A distributed dataset (synchronous strategies) or a `DatasetCreator`
-    (parameter_server), each pipeline cycling over its own shard.
+    (parameter_server, repeated: its workers take batches as they are free).
   """
 
   def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
     per_replica = context.get_per_replica_batch_size(batch_size)
     per_pipeline = context.num_replicas_in_sync // context.num_input_pipelines
+    # One pass = one epoch, so passes (reshuffles) stay aligned with epochs.
     ds = make_shard(per_replica, context.num_input_pipelines,
-                    context.input_pipeline_id)
-    if not is_parameter_server(strategy):
-      # One pass = one epoch, so passes (reshuffles) stay aligned with epochs.
-      ds = ds.take(steps_per_epoch * per_pipeline)
-    return ds.repeat()
+                    context.input_pipeline_id, steps_per_epoch * per_pipeline,
+                    first_step * per_pipeline)
+    return ds.repeat() if is_parameter_server(strategy) else ds
 
   if is_parameter_server(strategy):
     return tf.keras.utils.experimental.DatasetCreator(pipeline)

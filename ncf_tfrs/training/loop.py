@@ -30,6 +30,7 @@ from ncf_tfrs.training import config as config_lib
 from ncf_tfrs.training import distribute
 from ncf_tfrs.training import evaluation
 from ncf_tfrs.training import projector
+from ncf_tfrs.training import resume
 from ncf_tfrs.training import validation
 
 
@@ -103,9 +104,14 @@ def run(cfg: config_lib.ExperimentConfig,
 
   train_counts = np.bincount(
       train.movie, minlength=len(train.movie_ids))
-  train_ds = data_lib.make_dataset(train, cfg.train.batch_size, shuffle=True,
-                                   seed=data.seed, movie_counts=train_counts,
-                                   drop_remainder=True)
+  def train_dataset(batch_size=cfg.train.batch_size, num_shards=1,
+                    shard_index=0, batches_per_pass=None, first_batch=0,
+                    passes=cfg.train.epochs):
+    return data_lib.make_dataset(
+        train, batch_size, shuffle=True, seed=data.seed,
+        movie_counts=train_counts, drop_remainder=True, num_shards=num_shards,
+        shard_index=shard_index, passes=passes, first_batch=first_batch,
+        batches_per_pass=batches_per_pass)
   def eval_dataset(ratings, num_shards=1, shard_index=0):
     return data_lib.make_dataset(
         ratings, cfg.train.eval_batch_size, shuffle=False,
@@ -133,27 +139,35 @@ def run(cfg: config_lib.ExperimentConfig,
     # share of the batch-summed loss, not the global batch's.
     model.distribute_reduction_method = "first"
 
-  steps_per_epoch = int(train_ds.cardinality())
+  steps_per_epoch = int(train_dataset(passes=1).cardinality())
+  # A killed run goes on from its backup: the same batches, the same history.
+  backup_dir = os.path.join(model_dir, checkpoints.BACKUP_DIR)
+  first_step = resume.backup_step(backup_dir, steps_per_epoch,
+                                  by_epoch=parameter_server)
+  progress = (resume.load_progress(backup_dir, first_step) if chief
+              else resume.RunProgress(steps=first_step))
+  if first_step:
+    logging.info("Resuming at step %d of %d from %s.", first_step,
+                 steps_per_epoch * cfg.train.epochs, backup_dir)
   valid_input, valid_steps = distribute.distribute_validation_data(
       strategy, lambda shards, index: eval_dataset(valid, shards, index),
       -(-len(valid) // cfg.train.eval_batch_size)) if valid else (None, None)
   if distributed:
     train_ds = distribute.distribute_training_data(
-        strategy,
-        lambda batch_size, num_shards, shard_index: data_lib.make_dataset(
-            train, batch_size, shuffle=True, seed=data.seed,
-            movie_counts=train_counts, drop_remainder=True,
-            num_shards=num_shards, shard_index=shard_index),
-        cfg.train.batch_size, steps_per_epoch)
+        strategy, train_dataset, cfg.train.batch_size, steps_per_epoch,
+        first_step)
+  else:
+    train_ds = train_dataset(first_batch=first_step)
   if cfg.train.eval_every_steps:
     held_out = valid or test
     sample = evaluation.held_out_sample(len(held_out),
                                         cfg.train.curve_sample_ratings)
     counter = callbacks_lib.HeldOutCurve(
         eval_dataset(held_out.take(sample)), cfg.train.eval_every_steps,
-        cfg.train.batch_size)
+        cfg.train.batch_size, progress.steps, progress.curve,
+        progress.train_seconds)
   else:
-    counter = callbacks_lib.StepCounter()
+    counter = callbacks_lib.StepCounter(progress.steps)
   watched = validation.monitors(cfg.model, max(cfg.eval.recall_ks))
   monitor = validation.ValidationMonitor(
       lambda m: _validation_lists(m, vocabulary, train, valid, cfg.eval),
@@ -163,13 +177,20 @@ def run(cfg: config_lib.ExperimentConfig,
   # BackupAndRestore counts calls of its batch hook, one per execution.
   backup_every = -(-min(cfg.train.checkpoint_every_steps, steps_per_epoch) //
                    cfg.train.steps_per_execution)
-  epoch_timer = callbacks_lib.EpochTimer()
+  epoch_timer = callbacks_lib.EpochTimer(progress.epoch_seconds,
+                                         progress.epoch_losses)
+
+  def progress_at(step: int) -> resume.RunProgress:
+    epochs_done = step // steps_per_epoch
+    return resume.RunProgress(
+        steps=step, epoch_losses=epoch_timer.losses[:epochs_done],
+        epoch_seconds=epoch_timer.seconds[:epochs_done],
+        train_seconds=progress.train_seconds + time.perf_counter() - start,
+        curve=[p for p in getattr(counter, "points", []) if p["step"] <= step])
+
   callbacks = [
       epoch_timer,
       counter,
-      tf.keras.callbacks.BackupAndRestore(
-          os.path.join(model_dir, checkpoints.BACKUP_DIR),
-          save_freq="epoch" if parameter_server else backup_every),
       # Keras runs no batch-level callbacks that read logs under
       # parameter_server; a NaN is caught from the history there.
       *([] if parameter_server else [callbacks_lib.StopOnNaN(cfg.optimizer)]),
@@ -181,14 +202,18 @@ def run(cfg: config_lib.ExperimentConfig,
           os.path.join(model_dir, checkpoints.CHECKPOINT_DIR,
                        "epoch-{epoch:03d}"),
           save_weights_only=True),
+      # Last: its epoch-end backup follows the other callbacks' epoch ends.
+      resume.RunBackup(backup_dir,
+                       "epoch" if parameter_server else backup_every,
+                       steps_per_epoch, progress_at if chief else None),
   ]
   start = time.perf_counter()
   history = model.fit(
       train_ds, epochs=cfg.train.epochs, callbacks=callbacks,
       validation_data=valid_input, validation_steps=valid_steps,
-      steps_per_epoch=steps_per_epoch if distributed else None,
+      steps_per_epoch=steps_per_epoch,
       verbose=1 if sys.stdout.isatty() else 2)
-  train_seconds = time.perf_counter() - start
+  train_seconds = progress.train_seconds + time.perf_counter() - start
   epochs_run = counter.steps / steps_per_epoch
   losses = history.history.get("loss", [])
   if parameter_server and losses and not math.isfinite(float(losses[-1])):
@@ -237,7 +262,7 @@ def run(cfg: config_lib.ExperimentConfig,
       "epochs_run": epochs_run,
       "train_seconds": train_seconds,
       "train_ratings_per_s": epochs_run * len(train) / train_seconds,
-      "train_loss_by_epoch": [float(x) for x in losses],
+      "train_loss_by_epoch": epoch_timer.losses,
       "epoch_seconds": epoch_timer.seconds,
       "test": {k: float(v) for k, v in ranking.items()},
       "lists": lists,
