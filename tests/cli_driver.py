@@ -1,11 +1,11 @@
-"""Runs one command's error cases in one process: exit status and last line.
+"""Runs commands' error cases in one process: exit status and last line.
 
-    python tests/cli_driver.py ncf_tfrs.recommend cases.json
+    python tests/cli_driver.py cases.json
 
-`cases.json` is a list of argument lists; the answer on stdout is a JSON list
-of {"status", "last_line"}, one per case. A process per command, not per
-case, because TensorFlow's import dominates (seconds); commands cannot share
-one because some of their flags have the same names.
+`cases.json` maps command modules to lists of argument lists; the answer,
+the last line on stdout, maps them to lists of {"status", "last_line", ...},
+one per case. Cases share a process because TensorFlow's import dominates
+(seconds); only commands whose flags have different names can share one.
 """
 
 import contextlib
@@ -13,6 +13,7 @@ import importlib
 import io
 import json
 import sys
+import time
 
 import ncf_tfrs  # noqa: F401  (must precede TensorFlow: selects tf-keras)
 from absl import flags
@@ -25,6 +26,7 @@ def _run(main, name, args):
   sys.argv = [name, *args]
   err = io.StringIO()
   status = 0
+  start = time.monotonic()
   with contextlib.redirect_stderr(err):
     try:
       cli.run(main)
@@ -35,15 +37,16 @@ def _run(main, name, args):
       status = "uncaught"
   lines = [l for l in err.getvalue().splitlines() if l.strip()]
   return {"status": status, "last_line": lines[-1] if lines else "",
-          "lines": len(lines)}
+          "lines": len(lines), "seconds": round(time.monotonic() - start, 2)}
 
 
 def main():
-  module = importlib.import_module(sys.argv[1])
-  with open(sys.argv[2]) as f:
-    cases = json.load(f)
-  results = [_run(module.main, sys.argv[1], args) for args in cases]
-  print(json.dumps(results))
+  with open(sys.argv[1]) as f:
+    commands = json.load(f)
+  modules = {name: importlib.import_module(name) for name in commands}
+  print(json.dumps({
+      name: [_run(modules[name].main, name, args) for args in cases]
+      for name, cases in commands.items()}))
 
 
 if __name__ == "__main__":

@@ -81,8 +81,14 @@ def test_directory_flags_are_checked_before_work(tmp_path):
       cli.check_writable_dir("model_dir", str(read_only / "run"))
 
 
-# Each command's cases run in one process (tests/cli_driver.py): TensorFlow's
-# import costs seconds, and the commands share some flag names.
+# The cases run in a few processes (tests/cli_driver.py): TensorFlow's import
+# costs seconds; commands that share flag names (or, as recommend, require
+# one) need processes of their own.
+GROUPS = (("ncf_tfrs.train", "ncf_tfrs.report"),
+          ("ncf_tfrs.export.__main__", "ncf_tfrs.bench.__main__",
+           "ncf_tfrs.datasets.movielens_users.recbole_ml100k"),
+          ("ncf_tfrs.recommend",))
+
 def _commands(tmp: pathlib.Path) -> dict[str, list[tuple[list[str], int, str]]]:
   """command module -> [(arguments, status, start of the last line)]."""
   a_file = tmp / "a_file"
@@ -144,25 +150,26 @@ def command_results(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("commands")
   commands = _commands(tmp)
   env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+  assert sorted(sum(GROUPS, ())) == sorted(commands)
   results = {}
-  for module, cases in commands.items():
-    path = tmp / f"{module}.json"
-    path.write_text(json.dumps([args for args, _, _ in cases]))
+  for number, group in enumerate(GROUPS):
+    path = tmp / f"group{number}.json"
+    path.write_text(json.dumps(
+        {module: [args for args, _, _ in commands[module]]
+         for module in group}))
     # A hang detector, far above the seconds this takes on a quiet machine.
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "cli_driver.py"), module,
-         str(path)], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=900, check=False)
+        [sys.executable, str(ROOT / "tests" / "cli_driver.py"), str(path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     answers = json.loads(done.stdout.strip().splitlines()[-1])
-    results[module] = list(zip(cases, answers))
+    results.update({module: list(zip(commands[module], answers[module]))
+                    for module in group})
   return results
 
 
-@pytest.mark.parametrize("module", [
-    "ncf_tfrs.train", "ncf_tfrs.export.__main__", "ncf_tfrs.recommend",
-    "ncf_tfrs.report", "ncf_tfrs.bench.__main__",
-    "ncf_tfrs.datasets.movielens_users.recbole_ml100k"])
+@pytest.mark.parametrize("module", sum(GROUPS, ()))
 def test_command_errors_are_one_line_with_a_status(module, command_results):
   for (args, status, start), answer in command_results[module]:
     assert answer["status"] == status, (args, answer)
