@@ -5,6 +5,7 @@
 - `loop`: `run`, from config to a trained model and metrics.json.
 - `callbacks`: what the loop hooks into Keras's fit.
 - `checkpoints`: the model directory, and the trained model back from it.
+- `resume`: backups a killed run continues from exactly, with its history.
 - `distribute`: tf.distribute strategies for the loop.
 - `evaluation`: offline top-k list metrics of what the product serves.
 - `projector`: the movie embeddings for TensorBoard's projector.
