@@ -5,17 +5,23 @@ ml-100k converter) start through `run` instead of `absl.app.run`. A bad
 flag, file, archive, request or model directory then ends the process with
 one line on stderr that names what is wrong, and a non-zero status: 2 for
 flags, 1 for the rest. Tracebacks are for bugs, and for `--verbose`, which
-lets every error through unchanged.
+lets every error through unchanged and shows INFO logs. By default a
+command logs warnings only (absl's `--verbosity` still chooses, when given):
+the INFO lines of TensorFlow and TFDS, such as the renamed signature inputs
+and the saver's timings at every checkpoint, say nothing a user can act on,
+and what a run did is in the summary each command prints.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Callable, NoReturn, Sequence
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 
 USAGE_EXIT = 2
 ERROR_EXIT = 1
@@ -82,9 +88,16 @@ def run(main: Callable[[list[str]], object]) -> None:
   """
   if "verbose" not in flags.FLAGS:
     flags.DEFINE_bool("verbose", False, "Show the whole error and its "
-                      "traceback instead of one `error:` line.")
+                      "traceback instead of one `error:` line, and "
+                      "TensorFlow's INFO logs.")
 
   def guarded(argv):
+    if not flags.FLAGS["verbosity"].present:
+      verbose = flags.FLAGS.verbose
+      absl_logging.set_verbosity(absl_logging.INFO if verbose
+                                 else absl_logging.WARNING)
+      logging.getLogger("tensorflow").setLevel(logging.INFO if verbose
+                                               else logging.WARNING)
     try:
       return main(argv)
     except app.UsageError as e:

@@ -12,6 +12,7 @@ import ncf_tfrs  # noqa: F401  (must precede TensorFlow: selects tf-keras)
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 from absl.testing import flagsaver
 import pytest
 import tensorflow as tf
@@ -32,6 +33,7 @@ def _run_in_process(main, *args, capsys):
         cli.run(main)
     finally:
       sys.argv = argv
+      absl_logging.set_verbosity(absl_logging.INFO)
   return info.value.code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -64,6 +66,18 @@ def test_bugs_and_verbose_keep_their_traceback(capsys):
 
   with pytest.raises(ValueError, match="bad file"):
     _run_in_process(mistake, "--verbose", capsys=capsys)
+
+
+def test_info_logs_only_with_verbose(capsys):
+  levels = []
+
+  def main(argv):
+    levels.append(absl_logging.get_verbosity())
+
+  for args, level in (((), absl_logging.WARNING), (("--verbose",),
+                                                   absl_logging.INFO)):
+    code, _ = _run_in_process(main, *args, capsys=capsys)
+    assert not code and levels[-1] == level, args
 
 
 def test_directory_flags_are_checked_before_work(tmp_path):
