@@ -15,6 +15,13 @@ import sys
 import tempfile
 import time
 
+from ncf_tfrs import cli
+
+
+class StageError(cli.CommandError):
+  """A stage's process failed; the first line is its last line (its
+  `error:` line, for the package's commands), the rest its stderr's end."""
+
 
 def run_python(argv: list[str]) -> tuple[str, float, float]:
   """Runs a Python command in a fresh process: stdout, seconds, peak RSS GiB."""
@@ -25,7 +32,11 @@ def run_python(argv: list[str]) -> tuple[str, float, float]:
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status):
       err.seek(0)
-      raise RuntimeError(f"{' '.join(argv)} failed:\n{err.read()[-4000:]}")
+      text = err.read()
+      lines = [line for line in text.splitlines() if line.strip()]
+      last = lines[-1] if lines else f"exit status {status}"
+      raise StageError(f"`python {' '.join(argv)}` failed: {last}\n"
+                       f"{text[-4000:]}")
     out.seek(0)
     return out.read(), seconds, usage.ru_maxrss / 2**20  # KiB -> GiB
 
