@@ -25,6 +25,7 @@ from absl import logging as absl_logging
 
 USAGE_EXIT = 2
 ERROR_EXIT = 1
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report Ctrl-C.
 
 
 class CommandError(Exception):
@@ -80,8 +81,11 @@ def _parse_flags(argv: Sequence[str]) -> list[str]:
     _fail(str(e), USAGE_EXIT)
 
 
-def run(main: Callable[[list[str]], object]) -> None:
+def run(main: Callable[[list[str]], object],
+        interrupted: str = "interrupted.") -> None:
   """`absl.app.run(main)`, with user errors as one line and a status.
+
+  `interrupted` is the line for Ctrl-C (what the user can do next).
 
   Defines `--verbose` for the command (here, so that importing this module
   for `CommandError` defines no flag).
@@ -104,6 +108,10 @@ def run(main: Callable[[list[str]], object]) -> None:
       if flags.FLAGS.verbose:
         raise
       _fail(str(e), USAGE_EXIT)
+    except KeyboardInterrupt:
+      if flags.FLAGS.verbose:
+        raise
+      _fail(interrupted, INTERRUPTED_EXIT)
     except _user_errors() as e:  # pylint: disable=catching-non-exception
       if flags.FLAGS.verbose:
         raise

@@ -330,7 +330,8 @@ def summary(metrics: dict[str, object], model_dir: str) -> str:
 
 def run_main() -> None:
   """Console-script entry point (`ncf-tfrs-train`)."""
-  cli.run(main)
+  cli.run(main, interrupted="interrupted; rerun the same command (same "
+          "--model_dir) to go on from its last backup.")
 
 
 if __name__ == "__main__":

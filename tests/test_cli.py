@@ -54,6 +54,23 @@ def test_user_errors_end_as_one_line(error, status, capsys):
   assert lines == [f"error: {first}"]
 
 
+def test_ctrl_c_is_one_line_and_status_130(capsys):
+  def main(argv):
+    raise KeyboardInterrupt
+
+  with flagsaver.flagsaver():
+    flags.FLAGS.unparse_flags()
+    argv, sys.argv = sys.argv, ["command"]
+    try:
+      with pytest.raises(SystemExit) as info:
+        cli.run(main, interrupted="interrupted; rerun to resume.")
+    finally:
+      sys.argv = argv
+  assert info.value.code == 130
+  assert capsys.readouterr().err.strip().splitlines() == [
+      "error: interrupted; rerun to resume."]
+
+
 def test_bugs_and_verbose_keep_their_traceback(capsys):
   def bug(argv):
     raise KeyError("a bug, not a user's mistake")
