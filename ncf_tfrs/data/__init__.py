@@ -10,6 +10,7 @@
 """
 
 from ncf_tfrs.data.batches import make_dataset
+from ncf_tfrs.data.batches import num_batches
 from ncf_tfrs.data.history import RatedHistory
 from ncf_tfrs.data.movielens import DATASET_CONFIGS
 from ncf_tfrs.data.movielens import DATASET_NAME

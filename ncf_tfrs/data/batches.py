@@ -9,6 +9,19 @@ from ncf_tfrs import features
 from ncf_tfrs.data.movielens import Ratings
 
 
+def num_batches(num_ratings: int, batch_size: int,
+                drop_remainder: bool = False) -> int:
+  """Batches of one pass over `num_ratings` (one device, one pipeline).
+
+  What `make_dataset` yields per pass, without building it: training uses
+  it as its steps per epoch.
+  """
+  if batch_size <= 0:
+    raise ValueError(f"batch_size must be positive, got {batch_size}.")
+  return (num_ratings // batch_size if drop_remainder
+          else -(-num_ratings // batch_size))
+
+
 def make_dataset(ratings: Ratings,
                  batch_size: int,
                  shuffle: bool = True,
@@ -67,15 +80,15 @@ def make_dataset(ratings: Ratings,
   user = tf.constant(ratings.user)
   movie = tf.constant(ratings.movie)
   rating = tf.constant(ratings.rating)
-  num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
+  batches = num_batches(n, batch_size, drop_remainder)
   if not 0 <= shard_index < num_shards:
     raise ValueError(f"shard_index {shard_index} not in [0, {num_shards}).")
   if drop_remainder:
-    num_batches -= num_batches % num_shards
-  if num_batches < num_shards:
+    batches -= batches % num_shards
+  if batches < num_shards:
     raise ValueError(f"{n} ratings make no batch of {batch_size} for each of "
                      f"{num_shards} shards.")
-  num_batches_here = len(range(shard_index, num_batches, num_shards))
+  num_batches_here = len(range(shard_index, batches, num_shards))
   if batches_per_pass is not None:
     num_batches_here = min(num_batches_here, batches_per_pass)
   if not 0 <= first_batch <= passes * num_batches_here:

@@ -139,7 +139,8 @@ def run(cfg: config_lib.ExperimentConfig,
     # share of the batch-summed loss, not the global batch's.
     model.distribute_reduction_method = "first"
 
-  steps_per_epoch = int(train_dataset(passes=1).cardinality())
+  steps_per_epoch = data_lib.num_batches(len(train), cfg.train.batch_size,
+                                         drop_remainder=True)
   # A killed run goes on from its backup: the same batches, the same history.
   backup_dir = os.path.join(model_dir, checkpoints.BACKUP_DIR)
   first_step = resume.backup_step(backup_dir, steps_per_epoch,
