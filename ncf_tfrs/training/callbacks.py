@@ -110,8 +110,7 @@ class HeldOutCurve(StepCounter):
     self._dataset = dataset
     self._every = every_steps
     self._ratings_per_step = ratings_per_step
-    self.points: list[dict[str, float]] = [p for p in points
-                                           if p["step"] <= start]
+    self.points: list[dict[str, float]] = list(points)
     self._start_seconds = seconds
 
   def on_train_begin(self, logs=None):

@@ -48,6 +48,17 @@ class RunProgress:
   curve: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
 
+def _steps_covered(epoch: int, batch: int, steps_per_epoch: int,
+                   by_epoch: bool) -> int:
+  """Steps done by a backup saved at (`epoch`, `batch`), as Keras resumes it:
+  epoch backups at the next epoch, batch backups after `batch`."""
+  if epoch < 0:
+    return 0
+  if by_epoch:
+    return (epoch + 1) * steps_per_epoch
+  return epoch * steps_per_epoch + max(batch + 1, 0)
+
+
 def backup_step(backup_dir: str, steps_per_epoch: int,
                 by_epoch: bool = False) -> int:
   """The training steps the backup in `backup_dir` covers (0 if none).
@@ -62,14 +73,9 @@ def backup_step(backup_dir: str, steps_per_epoch: int,
   if latest is None:
     return 0
   reader = tf.train.load_checkpoint(latest)
-  epoch = int(reader.get_tensor(_EPOCH_KEY))
-  batch = int(reader.get_tensor(_BATCH_KEY))
-  if epoch < 0:
-    return 0
-  if by_epoch:
-    return (epoch + 1) * steps_per_epoch
-  return epoch * steps_per_epoch + batch + 1 if batch >= 0 else (
-      epoch * steps_per_epoch)
+  return _steps_covered(int(reader.get_tensor(_EPOCH_KEY)),
+                        int(reader.get_tensor(_BATCH_KEY)), steps_per_epoch,
+                        by_epoch)
 
 
 def load_progress(backup_dir: str, step: int) -> RunProgress:
@@ -148,12 +154,11 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
       tf.io.gfile.remove(path)
 
   def _backup(self, epoch, batch=0):
-    if self.save_freq == "epoch":
-      step = (epoch + 1) * self._steps_per_epoch
-    else:
+    by_epoch = self.save_freq == "epoch"
+    if not by_epoch:
       self._training_state._ckpt_saved_epoch.assign(epoch)  # pylint: disable=protected-access
       self._training_state._ckpt_saved_batch.assign(batch)  # pylint: disable=protected-access
-      step = epoch * self._steps_per_epoch + batch + 1
+    step = _steps_covered(epoch, batch, self._steps_per_epoch, by_epoch)
     if self._progress:
       _save_progress(self._backup_dir, self._progress(step))
     super()._backup(epoch, batch)
