@@ -23,18 +23,29 @@ NCF = {b"u0": {b"b": 9.0, b"c": 0.0, b"d": 0.0},
 
 
 class _Model:
-  """The four calls `evaluate_lists` makes, answered from the tables above."""
+  """The four calls `evaluate_lists` makes, answered from the tables above
+  with TensorFlow ops, as the model's own would be (they run in a graph)."""
+
+  def __init__(self):
+    self._users = tf.keras.layers.StringLookup(vocabulary=USERS,
+                                               num_oov_indices=0)
+    self._movies = tf.keras.layers.StringLookup(vocabulary=MOVIES,
+                                                num_oov_indices=0)
+
+  def _table(self, table):
+    return tf.constant([[table[u].get(m, -100.0) for m in MOVIES]
+                        for u in USERS])
 
   def query_embeddings(self, user_ids):
-    return tf.constant([RETRIEVAL[u] for u in user_ids.numpy()])
+    return tf.gather(tf.constant([RETRIEVAL[u] for u in USERS]),
+                     self._users(user_ids))
 
   def candidate_embeddings(self, movie_ids):
     return tf.eye(len(movie_ids))
 
   def _lookup(self, table, user_ids, movie_ids):
-    return tf.constant([[table[u].get(m, -100.0) for m in row]
-                        for u, row in zip(user_ids.numpy(),
-                                          movie_ids.numpy())])
+    return tf.gather(tf.gather(self._table(table), self._users(user_ids)),
+                     self._movies(movie_ids), batch_dims=1)
 
   def rerank_scores(self, user_ids, movie_ids):
     return self._lookup(RERANK, user_ids, movie_ids)
@@ -60,10 +71,10 @@ def test_list_metrics_equal_the_hand_computed_values():
   test = _ratings([(0, b, 5.0), (0, d, 2.0), (1, a, 4.0), (1, b, 5.0)])
   vocabulary = data_lib.Vocabulary(USERS.astype(bytes), MOVIES.astype(bytes),
                                    np.array([4, 3, 2, 1]))
-  metrics = evaluation.evaluate_lists(
-      _Model(), vocabulary, train, test,
-      evaluation.ListEvalConfig(recall_ks=(1, 2), list_size=2,
-                                num_candidates=3, max_users=None))
+  config = evaluation.ListEvalConfig(recall_ks=(1, 2), list_size=2,
+                                     num_candidates=3, max_users=None)
+  metrics = evaluation.evaluate_lists(_Model(), vocabulary, train, test,
+                                      config)
 
   # Retrieval, seen movies masked: u0 ranks b, c, d; u1 ranks c, b, a.
   # recall@1: u0 1/2 (b), u1 0/2; recall@2: u0 1/2, u1 1/2 (b).
@@ -96,6 +107,13 @@ def test_list_metrics_equal_the_hand_computed_values():
             "ndcg": (ndcg_second_of_two + 1) / 2, "map": (0.25 + 1) / 2}
   for name, value in served.items():
     assert metrics[f"rerank_{name}_at_2"] == pytest.approx(value), name
+
+  # What validation reads after each epoch: the same recalls, nothing else.
+  assert evaluation.ListEvaluator(vocabulary, train, test, config)(
+      _Model(), retrieval_only=True) == {
+          "retrieval_recall_at_1": metrics["retrieval_recall_at_1"],
+          "retrieval_recall_at_2": metrics["retrieval_recall_at_2"],
+          "eval_users": 2}
 
 
 def test_users_sample_is_seeded_and_cutoffs_are_checked():

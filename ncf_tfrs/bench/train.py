@@ -208,6 +208,8 @@ TARGETS = {
     "joint_ratings_per_s": 140_000, "ranking_only_ratings_per_s": 500_000,
     "peak_rss_gib": 10, "accuracy_gain": 0.02, "auc_gain": 0.03,
     "wall_time_fraction": 0.2, "recall_at_100_gain": 0.2,
+    "whole_run_vs_windows": 0.9, "whole_run_vs_notebook_windows": 35,
+    "epoch_boundary_seconds": 10,
 }
 STAGES = ("notebook", "product", "tutorial", "throughput")
 
@@ -306,6 +308,13 @@ def print_table(report: dict[str, object]) -> None:
     o = report["oracle"]
     print(f"oracle | - | - | {o['auc']:.4f} | {o['accuracy']:.4f} | "
           f"{o['log_loss']:.4f} | - | -")
+  product = stages.get("product")
+  if product:
+    print("\nthe train command, whole run (metrics.json): "
+          f"{product['train_ratings_per_s']:,.0f} ratings/s; epochs (s): "
+          + ", ".join(f"{s:.0f}" for s in product.get("epoch_seconds", []))
+          + "; pauses between epochs (s): " + ", ".join(
+              f"{s:.1f}" for s in product.get("epoch_boundary_seconds", [])))
   if "throughput" in report:
     t = report["throughput"]
     print("\nthroughput, ratings/s (median [min, max] of "

@@ -63,30 +63,56 @@ class StepCounter(tf.keras.callbacks.Callback):
 
 
 class EpochTimer(tf.keras.callbacks.Callback):
-  """Wall-clock seconds of each epoch's training steps, and its last loss.
+  """Wall-clock seconds of each epoch and of its boundary, and its last loss.
 
-  Later epochs exclude start-up and tracing, so throughput comparisons (one
-  device vs a distribution strategy) read them instead of the run's total.
-  Placed first among the callbacks, it also leaves out the time the others
-  spend at epoch ends (checkpoints). A resumed run starts from the epochs
+  An epoch's seconds run from its start to its end, Keras's evaluation of
+  the validation data included: later epochs exclude start-up and tracing,
+  so throughput comparisons (one device vs a distribution strategy) read
+  them instead of the run's total. Placed first among the callbacks, it
+  leaves out the time the others spend at epoch ends. Its boundary runs from
+  its last training step to the next epoch's start (or the end of
+  training): validation, epoch checkpoints, backups, logs: the time between
+  epochs in which nothing trains. A resumed run starts from the epochs
   finished before its backup.
   """
 
   def __init__(self, seconds: Sequence[float] = (),
-               losses: Sequence[float] = ()):
+               losses: Sequence[float] = (),
+               boundary_seconds: Sequence[float] = ()):
     super().__init__()
+    self._supports_tf_logs = True  # Reads no batch logs.
     self.seconds: list[float] = list(seconds)
     self.losses: list[float] = list(losses)
+    self.boundary_seconds: list[float] = list(boundary_seconds)
+    self._last_step_end = None
 
   def on_epoch_begin(self, epoch, logs=None):
+    self._end_boundary()
     self._start = time.perf_counter()
     # A resumed epoch replaces what was kept of it.
     del self.seconds[epoch:], self.losses[epoch:]
+    del self.boundary_seconds[epoch:]
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._last_step_end = time.perf_counter()
 
   def on_epoch_end(self, epoch, logs=None):
     self.seconds.append(time.perf_counter() - self._start)
     if logs and "loss" in logs:
       self.losses.append(float(logs["loss"]))
+
+  def on_train_end(self, logs=None):
+    self._end_boundary()
+
+  def boundaries_so_far(self) -> list[float]:
+    """The boundaries of the epochs ended, the one in progress up to now."""
+    if self._last_step_end is None:
+      return list(self.boundary_seconds)
+    return self.boundary_seconds + [time.perf_counter() - self._last_step_end]
+
+  def _end_boundary(self):
+    self.boundary_seconds = self.boundaries_so_far()
+    self._last_step_end = None
 
 
 class HeldOutCurve(StepCounter):

@@ -104,106 +104,150 @@ def _list_metrics(top: np.ndarray, relevant: np.ndarray
           "map": precision_at_hits.sum(axis=1) / num_relevant}
 
 
+class ListEvaluator:
+  """Scores models' top-k lists on one held-out split.
+
+  What depends only on the data (each user's seen, held-out and liked
+  movies, the user sample) is worked out once, so that validation can score
+  the model after every epoch without redoing it.
+  """
+
+  def __init__(self, vocabulary: data_lib.Vocabulary,
+               train: data_lib.Ratings, test: data_lib.Ratings,
+               config: ListEvalConfig = ListEvalConfig()):
+    """Initializes the evaluator.
+
+    Args:
+      vocabulary: the model's vocabularies; the catalog is its movies.
+      train: the training split (its movies are never recommended again).
+      test: the held-out split, same id tables as `train`.
+      config: cutoffs, candidates and user sample.
+    """
+    catalog = vocabulary.movie_ids
+    if max(config.recall_ks + (config.list_size,)) > len(catalog):
+      raise ValueError(f"cutoffs {config.recall_ks}/{config.list_size} exceed "
+                       f"the catalog of {len(catalog)} movies.")
+    position = {m: i for i, m in enumerate(catalog)}
+    catalog_position = np.array(
+        [position.get(m, -1) for m in train.movie_ids.astype(bytes)], np.int64)
+    num_users = len(train.user_ids)
+    self._seen = _UserItems(train, catalog_position, num_users)
+    self._held_out = _UserItems(test, catalog_position, num_users)
+    self._liked = _UserItems(test.take(test.liked > 0), catalog_position,
+                             num_users)
+    users = np.flatnonzero(np.diff(self._held_out.splits) > 0)
+    if config.max_users is not None and len(users) > config.max_users:
+      rng = np.random.default_rng(config.seed)
+      users = np.sort(rng.choice(users, config.max_users, replace=False))
+    if not len(users):
+      raise ValueError("No user has held-out ratings of catalog movies.")
+    self._users = users
+    self._user_ids = train.user_ids
+    self._catalog = catalog
+    self._config = config
+
+  def __call__(self, model,
+               retrieval_only: bool = False) -> dict[str, float]:
+    """Top-k list metrics of `model` (a trained
+    `ncf_tfrs.model.RecommenderModel`).
+
+    Args:
+      model: the model to score.
+      retrieval_only: only `retrieval_recall_at_K` (what validation reads
+        after each epoch), without the rerank and popularity lists.
+
+    Returns:
+      Metric name -> mean over evaluated users, with `eval_users` and, for
+      the end-to-end metrics, `liked_eval_users` (users with a liked held-out
+      movie).
+    """
+    catalog, users, seen = self._catalog, self._users, self._seen
+    held_out, liked, config = self._held_out, self._liked, self._config
+    # Called eagerly, each Keras layer call walks the whole model first.
+    query_embeddings = tf.function(model.query_embeddings)
+    rerankers = {"rerank": tf.function(model.rerank_scores),
+                 "ncf_rerank": tf.function(model.rerank_logits)}
+    candidates = model.candidate_embeddings(tf.constant(catalog)).numpy()
+    # The vocabulary is most frequent first.
+    popularity = np.arange(len(catalog))
+    max_k = max(config.recall_ks + (() if retrieval_only
+                                     else (config.num_candidates,)))
+    sums: dict[str, float] = {}
+    liked_users = 0
+    factorized_k = min(max(config.recall_ks), len(catalog))
+    factorized_hits = held_out_ratings = 0
+
+    def add(name, values):
+      sums[name] = sums.get(name, 0.0) + float(values.sum())
+
+    for start in range(0, len(users), config.batch_size):
+      batch = users[start:start + config.batch_size]
+      shape = (len(batch), len(catalog))
+      user_ids = tf.constant(self._user_ids[batch].astype(bytes))
+      scores = query_embeddings(user_ids).numpy() @ candidates.T
+      relevant = _dense(*held_out.rows(batch), shape)
+      seen_rows = seen.rows(batch)
+      if not retrieval_only:
+        unmasked_top = tf.math.top_k(scores, k=factorized_k).indices.numpy()
+        factorized_hits += int(np.take_along_axis(relevant, unmasked_top,
+                                                  axis=1).sum())
+        held_out_ratings += int(relevant.sum())
+      scores[seen_rows] = -np.inf
+      top = tf.math.top_k(scores, k=min(max_k, len(catalog))).indices.numpy()
+      for k in config.recall_ks:
+        add(f"retrieval_recall_at_{k}",
+            _list_metrics(top[:, :k], relevant)["recall"])
+      if retrieval_only:
+        continue
+
+      n = config.list_size
+      cands = top[:, :config.num_candidates]
+      cand_ids = tf.constant(catalog[cands])
+      unseen = np.isfinite(np.take_along_axis(scores, cands, axis=1))
+      lists = {"retrieval": top[:, :n]}
+      for name, rerank in rerankers.items():
+        order = np.where(unseen, rerank(user_ids, cand_ids).numpy(), -np.inf)
+        lists[name] = np.take_along_axis(
+            cands, np.argsort(-order, axis=1, kind="stable")[:, :n], axis=1)
+      # The n most rated unseen movies lie within the first n + (most movies
+      # a user of the batch has seen) of the catalog.
+      head = popularity[:n + int(np.bincount(seen_rows[0]).max(initial=0))]
+      unseen_head = np.isfinite(scores[:, head])
+      lists["popularity"] = head[
+          np.argsort(~unseen_head, axis=1, kind="stable")[:, :n]]
+      for metric, values in _list_metrics(lists["rerank"], relevant).items():
+        add(f"rerank_{metric}_at_{n}", values)
+
+      liked_mask = _dense(*liked.rows(batch), shape)
+      has_liked = liked_mask.any(axis=1)
+      if not has_liked.any():
+        continue
+      liked_users += int(has_liked.sum())
+      for name, ranked in lists.items():
+        values = _list_metrics(ranked[has_liked], liked_mask[has_liked])
+        add(f"{name}_liked_recall_at_{n}", values["recall"])
+        add(f"{name}_liked_ndcg_at_{n}", values["ndcg"])
+
+    metrics = {name: total / (liked_users if "_liked_" in name else len(users))
+               for name, total in sums.items()}
+    metrics["eval_users"] = len(users)
+    if retrieval_only:
+      return metrics
+    metrics[f"factorized_top_{factorized_k}"] = (factorized_hits /
+                                                 held_out_ratings)
+    metrics["liked_eval_users"] = liked_users
+    return metrics
+
+
 def evaluate_lists(model,
                    vocabulary: data_lib.Vocabulary,
                    train: data_lib.Ratings,
                    test: data_lib.Ratings,
                    config: ListEvalConfig = ListEvalConfig()
                    ) -> dict[str, float]:
-  """Top-k list metrics of `model` on the held-out ratings `test`.
-
-  Args:
-    model: a trained `ncf_tfrs.model.RecommenderModel`.
-    vocabulary: the model's vocabularies; the catalog is its movies.
-    train: the training split (its movies are never recommended again).
-    test: the held-out split, same id tables as `train`.
-    config: cutoffs, candidates and user sample.
-
-  Returns:
-    Metric name -> mean over evaluated users, with `eval_users` and, for the
-    end-to-end metrics, `liked_eval_users` (users with a liked held-out movie).
-  """
-  catalog = vocabulary.movie_ids
-  if max(config.recall_ks + (config.list_size,)) > len(catalog):
-    raise ValueError(f"cutoffs {config.recall_ks}/{config.list_size} exceed "
-                     f"the catalog of {len(catalog)} movies.")
-  position = {m: i for i, m in enumerate(catalog)}
-  catalog_position = np.array(
-      [position.get(m, -1) for m in train.movie_ids.astype(bytes)], np.int64)
-  num_users = len(train.user_ids)
-  seen = _UserItems(train, catalog_position, num_users)
-  held_out = _UserItems(test, catalog_position, num_users)
-  liked = _UserItems(test.take(test.liked > 0), catalog_position, num_users)
-
-  users = np.flatnonzero(np.diff(held_out.splits) > 0)
-  if config.max_users is not None and len(users) > config.max_users:
-    rng = np.random.default_rng(config.seed)
-    users = np.sort(rng.choice(users, config.max_users, replace=False))
-  if not len(users):
-    raise ValueError("No user has held-out ratings of catalog movies.")
-
-  candidates = model.candidate_embeddings(tf.constant(catalog)).numpy()
-  popularity = np.arange(len(catalog))  # The vocabulary is most frequent first.
-  max_k = max(config.recall_ks + (config.num_candidates,))
-  sums: dict[str, float] = {}
-  liked_users = 0
-  factorized_k = min(max(config.recall_ks), len(catalog))
-  factorized_hits = held_out_ratings = 0
-
-  def add(name, values):
-    sums[name] = sums.get(name, 0.0) + float(values.sum())
-
-  for start in range(0, len(users), config.batch_size):
-    batch = users[start:start + config.batch_size]
-    shape = (len(batch), len(catalog))
-    user_ids = tf.constant(train.user_ids[batch].astype(bytes))
-    scores = model.query_embeddings(user_ids).numpy() @ candidates.T
-    relevant = _dense(*held_out.rows(batch), shape)
-    unmasked_top = tf.math.top_k(scores, k=factorized_k).indices.numpy()
-    factorized_hits += int(np.take_along_axis(relevant, unmasked_top,
-                                              axis=1).sum())
-    held_out_ratings += int(relevant.sum())
-    scores[seen.rows(batch)] = -np.inf
-    top = tf.math.top_k(scores, k=min(max_k, len(catalog))).indices.numpy()
-
-    for k in config.recall_ks:
-      add(f"retrieval_recall_at_{k}",
-          _list_metrics(top[:, :k], relevant)["recall"])
-
-    n = config.list_size
-    cands = top[:, :config.num_candidates]
-    cand_ids = tf.constant(catalog[cands])
-    unseen = np.isfinite(np.take_along_axis(scores, cands, axis=1))
-    lists = {"retrieval": top[:, :n]}
-    for name, rerank in (("rerank", model.rerank_scores),
-                         ("ncf_rerank", model.rerank_logits)):
-      order = np.where(unseen, rerank(user_ids, cand_ids).numpy(), -np.inf)
-      lists[name] = np.take_along_axis(
-          cands, np.argsort(-order, axis=1, kind="stable")[:, :n], axis=1)
-    unseen_popular = np.where(np.isfinite(scores[:, popularity]),
-                              popularity, -1)
-    lists["popularity"] = np.stack(
-        [row[row >= 0][:n] for row in unseen_popular])
-    for metric, values in _list_metrics(lists["rerank"], relevant).items():
-      add(f"rerank_{metric}_at_{n}", values)
-
-    liked_mask = _dense(*liked.rows(batch), shape)
-    has_liked = liked_mask.any(axis=1)
-    if not has_liked.any():
-      continue
-    liked_users += int(has_liked.sum())
-    for name, ranked in lists.items():
-      values = _list_metrics(ranked[has_liked], liked_mask[has_liked])
-      add(f"{name}_liked_recall_at_{n}", values["recall"])
-      add(f"{name}_liked_ndcg_at_{n}", values["ndcg"])
-
-  metrics = {name: total / (liked_users if "_liked_" in name else len(users))
-             for name, total in sums.items()}
-  metrics[f"factorized_top_{factorized_k}"] = (factorized_hits /
-                                               held_out_ratings)
-  metrics["eval_users"] = len(users)
-  metrics["liked_eval_users"] = liked_users
-  return metrics
+  """Top-k list metrics of `model` on the held-out ratings `test`, once
+  (see `ListEvaluator`)."""
+  return ListEvaluator(vocabulary, train, test, config)(model)
 
 
 def held_out_sample(num_ratings: int, size: int = 200_000,

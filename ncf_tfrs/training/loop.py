@@ -11,6 +11,7 @@ split once on the kept weights and writes metrics.json.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -50,12 +51,11 @@ def write_metrics(model_dir: str, metrics: dict[str, object]) -> None:
     json.dump(metrics, f, indent=2)
 
 
-def _validation_lists(model, vocabulary: data_lib.Vocabulary,
-                      train: data_lib.Ratings, valid: data_lib.Ratings,
-                      config: evaluation.ListEvalConfig) -> dict[str, float]:
+def _retrieval_recalls(lists: evaluation.ListEvaluator,
+                       model) -> dict[str, float]:
   """Retrieval recall@K of `model` on the validation slice."""
-  lists = evaluation.evaluate_lists(model, vocabulary, train, valid, config)
-  return {k: v for k, v in lists.items() if k.startswith("retrieval_recall")}
+  return {k: v for k, v in lists(model, retrieval_only=True).items()
+          if k.startswith("retrieval_recall")}
 
 
 def run(cfg: config_lib.ExperimentConfig,
@@ -171,7 +171,8 @@ def run(cfg: config_lib.ExperimentConfig,
     counter = callbacks_lib.StepCounter(progress.steps)
   watched = validation.monitors(cfg.model, max(cfg.eval.recall_ks))
   monitor = validation.ValidationMonitor(
-      lambda m: _validation_lists(m, vocabulary, train, valid, cfg.eval),
+      functools.partial(_retrieval_recalls, evaluation.ListEvaluator(
+          vocabulary, train, valid, cfg.eval)),
       watched, cfg.train.early_stopping_patience,
       os.path.join(model_dir, validation.HISTORY_FILE) if chief else None
   ) if valid else None
@@ -179,13 +180,15 @@ def run(cfg: config_lib.ExperimentConfig,
   backup_every = -(-min(cfg.train.checkpoint_every_steps, steps_per_epoch) //
                    cfg.train.steps_per_execution)
   epoch_timer = callbacks_lib.EpochTimer(progress.epoch_seconds,
-                                         progress.epoch_losses)
+                                         progress.epoch_losses,
+                                         progress.epoch_boundary_seconds)
 
   def progress_at(step: int) -> resume.RunProgress:
     epochs_done = step // steps_per_epoch
     return resume.RunProgress(
         steps=step, epoch_losses=epoch_timer.losses[:epochs_done],
         epoch_seconds=epoch_timer.seconds[:epochs_done],
+        epoch_boundary_seconds=epoch_timer.boundaries_so_far()[:epochs_done],
         train_seconds=progress.train_seconds + time.perf_counter() - start,
         curve=[p for p in getattr(counter, "points", []) if p["step"] <= step])
 
@@ -265,6 +268,7 @@ def run(cfg: config_lib.ExperimentConfig,
       "train_ratings_per_s": epochs_run * len(train) / train_seconds,
       "train_loss_by_epoch": epoch_timer.losses,
       "epoch_seconds": epoch_timer.seconds,
+      "epoch_boundary_seconds": epoch_timer.boundary_seconds,
       "test": {k: float(v) for k, v in ranking.items()},
       "lists": lists,
       "distribution_strategy": cfg.distribute.strategy,

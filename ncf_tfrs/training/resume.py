@@ -37,13 +37,17 @@ class RunProgress:
   Attributes:
     steps: training steps done (batches of one replica's pipeline).
     epoch_losses: the training loss each finished epoch ended with.
-    epoch_seconds: the seconds of each finished epoch's training steps.
+    epoch_seconds: the seconds of each finished epoch.
+    epoch_boundary_seconds: the seconds between each finished epoch's last
+      step and the next epoch (validation, checkpoints, backups).
     train_seconds: seconds spent in training steps.
     curve: the held-out learning curve's points so far.
   """
   steps: int = 0
   epoch_losses: list[float] = dataclasses.field(default_factory=list)
   epoch_seconds: list[float] = dataclasses.field(default_factory=list)
+  epoch_boundary_seconds: list[float] = dataclasses.field(
+      default_factory=list)
   train_seconds: float = 0.0
   curve: list[dict[str, float]] = dataclasses.field(default_factory=list)
 

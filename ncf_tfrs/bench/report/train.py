@@ -54,6 +54,29 @@ def train_checks(doc: dict[str, Any]) -> list[list[str]]:
   le = lambda m, r: m <= r  # pylint: disable=unnecessary-lambda-assignment
   rows = []
 
+  # The headline: the train command a user runs, whole run, against the
+  # windows of the same bench run.
+  whole = common.get(product, "train_ratings_per_s")
+  for key, target_key, title in (
+      ("joint", "whole_run_vs_windows",
+       "train command, whole run, ratings/s vs joint windows ×"),
+      ("notebook", "whole_run_vs_notebook_windows",
+       "train command, whole run, ratings/s vs notebook windows ×")):
+    factor = targets.get(target_key)
+    window = common.get(doc, "throughput", key, "median")
+    rows.append(common.check(
+        f"{title} {common.num(factor)}", whole,
+        window * factor if window is not None and factor is not None
+        else None, ge, common.rate, "≥",
+        "" if whole is not None and window is not None
+        else "needs product and throughput stages"))
+  boundaries = common.get(product, "epoch_boundary_seconds")
+  rows.append(common.check(
+      "longest pause between epochs (s)",
+      max(boundaries) if boundaries else None,
+      targets.get("epoch_boundary_seconds"), le, common.seconds, "≤",
+      "" if boundaries else "product stage has no epoch_boundary_seconds"))
+
   for key, name in (("joint", "joint training ratings/s"),
                     ("ranking_only", "ranking-only training ratings/s")):
     measured = common.get(doc, "throughput", key, "median")
