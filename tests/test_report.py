@@ -58,6 +58,7 @@ def train_doc(dataset="synthetic-32m", oracle=True):
               "train_ratings": 25600163, "epochs_run": 3,
               "train_seconds": 500.0, "wall_seconds": 560.0,
               "train_ratings_per_s": 150000.0, "peak_rss_gib": 6.0,
+              "epoch_boundary_seconds": [4.2, 12.5, 3.9],
               "test": {"ranking_auc": 0.8412, "ranking_accuracy": 0.78,
                        "ranking_log_loss": 0.46, "ranking_mse": 0.15,
                        "ranking_mae": 0.30, "retrieval_loss": 5.1},
@@ -96,7 +97,10 @@ def train_doc(dataset="synthetic-32m", oracle=True):
       "targets": {"joint_ratings_per_s": 140000,
                   "ranking_only_ratings_per_s": 500000, "peak_rss_gib": 10,
                   "accuracy_gain": 0.02, "auc_gain": 0.03,
-                  "wall_time_fraction": 0.2, "recall_at_100_gain": 0.2},
+                  "wall_time_fraction": 0.2, "recall_at_100_gain": 0.2,
+                  "whole_run_vs_windows": 0.9,
+                  "whole_run_vs_notebook_windows": 35,
+                  "epoch_boundary_seconds": 10},
   }
 
 
@@ -143,6 +147,9 @@ def data_doc():
              "full_pass_ratings_per_s": 41000.0,
              "pipeline_peak_rss_gib": 1.1, "notebook_ratings_per_s": 9000.0,
              "epoch_speedup_vs_notebook": 9.9}
+  csv = {"csv_prepare_s": 3.0, "csv_prepare_peak_rss_gib": 0.9,
+         "pandas_csv_s": 1.2, "csv_prepare_vs_pandas": 2.5,
+         "csv_load_s": 1.0, "csv_split_s": 0.2, "csv_load_split_s": 1.2}
   return {"suite": "data",
           "command": "python -m ncf_tfrs.bench --suite data "
                      "--config synthetic-small,100k",
@@ -150,8 +157,12 @@ def data_doc():
           "results": {
               config: {"runs": [], "summary": dict(
                   {k: summary(v) for k, v in metrics.items()},
+                  **({k: summary(v) for k, v in csv.items()}
+                     if config == "synthetic-small" else {}),
                   ratings={"median": 100000, "min": 100000, "max": 100000})}
-              for config in ("synthetic-small", "100k")}}
+              for config in ("synthetic-small", "100k")},
+          "targets": {"synthetic-small": {"csv_prepare_s": 90,
+                                          "csv_prepare_vs_pandas": 2.0}}}
 
 
 def quality_doc():
@@ -257,6 +268,19 @@ def test_report_tables_labels_checks_and_plots(tmp_path):
   # 560 <= 601.8 met; recall 0.57 < 0.6 not; random catalog is no target.
   lines = {line.split(" | ")[0].lstrip("| "): line
            for line in text.splitlines() if line.startswith("| ")}
+  # The train command's whole run (150k) against the windows: 150k >=
+  # 0.9 x 150,123 met, 150k < 35 x 8,500 not; a 12.5 s pause > 10 s.
+  assert lines["train command, whole run, ratings/s vs joint windows × "
+               "0.9"].endswith("| met |")
+  assert lines["train command, whole run, ratings/s vs notebook windows × "
+               "35"].endswith("| **NOT met** |")
+  assert lines["longest pause between epochs (s)"].endswith(
+      "| 12.5 | ≤ 10.0 | **NOT met** |")
+  # The CSV release's prepare: 3.0 s <= 90 met; 2.5x > 2x pandas not.
+  assert lines["synthetic-small: as the CSV release: prepare (parse "
+               "ratings.csv + movies.csv, write TFDS), s"].endswith("| met |")
+  assert lines["synthetic-small: CSV prepare / bare pandas"].endswith(
+      "| **NOT met** |")
   assert lines["joint training ratings/s"].endswith("| met |")
   assert lines["ranking-only training ratings/s"].endswith("| **NOT met** |")
   assert lines["product peak RSS (GiB)"].endswith("| met |")

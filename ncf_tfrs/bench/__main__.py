@@ -1,6 +1,7 @@
 r"""Benchmarks: each suite prints a table and writes JSON.
 
-  python -m ncf_tfrs.bench --suite data --config synthetic-32m --repeats 3
+  python -m ncf_tfrs.bench --suite data --config synthetic-32m --repeats 3 \
+      --csv
   python -m ncf_tfrs.bench --suite train --config synthetic-32m
   python -m ncf_tfrs.bench --suite serving --config synthetic-32m \
       --scann_catalogs 1000000 --repeats 3
@@ -60,6 +61,11 @@ _OUTPUT = flags.DEFINE_string("output", None,
 _NOTEBOOK = flags.DEFINE_bool(
     "notebook", True,
     "data suite: also time the notebook's input pipeline (the baseline).")
+_CSV = flags.DEFINE_bool(
+    "csv", False,
+    "data suite: also write each synthetic config as the GroupLens CSV "
+    "release of its size (synthetic-32m as ml-32m) and prepare it through "
+    "the real parser, against a bare pandas read of the same files.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16384,
                                    "data suite: training batch size.",
                                    lower_bound=1)
@@ -97,6 +103,7 @@ _RUN_TIMEOUT = flags.DEFINE_integer(
 # Internal: `process.run_stage` runs one stage of one repetition per process.
 _STAGE = flags.DEFINE_enum(
     "stage", None, ["prepare", "pipeline", "notebook", "notebook_train",
+                    "write_csv", "pandas_csv",
                     "throughput"],
     "Internal: run one stage of one repetition of --config, print its JSON.")
 _PRODUCT_CONFIG = flags.DEFINE_string(
@@ -111,6 +118,10 @@ def _stage(stage: str, config: str, data_dir: str) -> dict[str, object]:
   if stage in ("pipeline", "notebook"):
     return data_suite.pipeline_stage(config, data_dir, _BATCH_SIZE.value,
                                      notebook=stage == "notebook")
+  if stage == "write_csv":
+    return data_suite.write_csv_stage(config, _MANUAL_DIR.value)
+  if stage == "pandas_csv":
+    return data_suite.pandas_csv_stage(config, _MANUAL_DIR.value)
   if stage == "notebook_train":
     return train_suite.notebook_stage(config, data_dir,
                                       seed=int(_SEEDS.value[0]),
@@ -130,9 +141,11 @@ def _suite(name: str) -> dict[str, object]:
   if name == "data":
     results = data_suite.run_suite(_CONFIGS.value, _REPEATS.value,
                                    _DATA_DIR.value, _BATCH_SIZE.value,
-                                   _NOTEBOOK.value)
+                                   _NOTEBOOK.value, _CSV.value)
     data_suite.print_table(results)
-    return {"batch_size": _BATCH_SIZE.value, "results": results}
+    return {"batch_size": _BATCH_SIZE.value, "results": results,
+            "targets": {c: t for c, t in data_suite.TARGETS.items()
+                        if c in results}}
   if name == "train":
     unknown = sorted(set(_TRAIN_STAGES.value) - set(train_suite.STAGES))
     if unknown:

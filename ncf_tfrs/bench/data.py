@@ -5,20 +5,37 @@ or parse, and write TFDS), load (TFDS -> flat columns), split, and one pass
 of training batches; against one pass of the notebook's input pipeline
 (from_tensor_slices, shuffle over the whole split, batch 256) on the same
 split. With no data_dir each repetition prepares from scratch.
+
+With `csv`, a synthetic config is also written as the GroupLens CSV release
+of its size (synthetic-32m as ml-32m: ratings.csv and movies.csv) and
+prepared from those files through the parser real releases go through, as
+the train command's --manual_dir does; load and split follow, and the
+baseline is a bare pandas read of the same files, grouped by user.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
 
 from ncf_tfrs.bench import process
 
+# The real release each synthetic config is written as, for `csv`.
+CSV_RELEASES = {"synthetic-small": "latest-small", "synthetic-32m": "32m"}
+# Per config, upper bounds on medians (an ml-32m-format archive on 2 cores).
+TARGETS = {"synthetic-32m": {
+    "csv_prepare_s": 90, "csv_prepare_vs_pandas": 2.0,
+    "csv_prepare_peak_rss_gib": 5.0, "csv_load_split_s": 20}}
+
 COLUMNS = ("prepare_s", "prepare_peak_rss_gib", "load_s", "split_s",
            "epoch_s", "epoch_ratings_per_s", "full_pass_ratings_per_s",
            "pipeline_peak_rss_gib", "notebook_ratings_per_s",
-           "epoch_speedup_vs_notebook")
+           "epoch_speedup_vs_notebook", "csv_prepare_s",
+           "csv_prepare_peak_rss_gib", "pandas_csv_s",
+           "csv_prepare_vs_pandas", "csv_load_s", "csv_split_s",
+           "csv_load_split_s")
 
 
 def prepare_stage(config: str, data_dir: str,
@@ -29,6 +46,32 @@ def prepare_stage(config: str, data_dir: str,
   data_lib.prepare(config, data_dir=data_dir, manual_dir=manual_dir,
                    download=False)
   return {"prepare_s": time.perf_counter() - start}
+
+
+def write_csv_stage(config: str, manual_dir: str) -> dict[str, float]:
+  """Generates synthetic `config` into `manual_dir` as its CSV release."""
+  from ncf_tfrs.datasets.movielens_users import synthetic  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  folder = os.path.join(manual_dir, f"ml-{CSV_RELEASES[config]}")
+  synthetic.write_csv(synthetic.generate(synthetic.SPECS[config]), folder)
+  return {"csv_write_s": time.perf_counter() - start,
+          "csv_bytes": sum(os.path.getsize(os.path.join(folder, f))
+                           for f in os.listdir(folder))}
+
+
+def pandas_csv_stage(config: str, manual_dir: str) -> dict[str, float]:
+  """The baseline of preparing a CSV release: a bare pandas read_csv of its
+  two files (pandas' own dtype inference, no checks), then the ratings
+  sorted by (user, time) and grouped by user, as the prepared data is."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  folder = os.path.join(manual_dir, f"ml-{CSV_RELEASES[config]}")
+  start = time.perf_counter()
+  ratings = pd.read_csv(os.path.join(folder, "ratings.csv"))
+  pd.read_csv(os.path.join(folder, "movies.csv"))
+  users = ratings.sort_values(["userId", "timestamp"], kind="stable").groupby(
+      "userId", sort=False).size()
+  return {"pandas_csv_s": time.perf_counter() - start,
+          "pandas_csv_users": len(users)}
 
 
 def pipeline_stage(config: str, data_dir: str, batch_size: int,
@@ -72,7 +115,7 @@ def pipeline_stage(config: str, data_dir: str, batch_size: int,
 
 
 def _repetition(config: str, data_dir: str, batch_size: int,
-                notebook: bool) -> dict[str, float]:
+                notebook: bool, csv: bool) -> dict[str, float]:
   batch = f"--batch_size={batch_size}"
   result = process.run_stage("prepare", config, data_dir)
   result.update(process.run_stage("pipeline", config, data_dir, batch))
@@ -82,11 +125,40 @@ def _repetition(config: str, data_dir: str, batch_size: int,
     result["notebook_peak_rss_gib"] = baseline["notebook_peak_rss_gib"]
     result["epoch_speedup_vs_notebook"] = (result["epoch_ratings_per_s"] /
                                            result["notebook_ratings_per_s"])
+  if csv:
+    result.update(_csv_repetition(config, batch))
   return result
 
 
+def _csv_repetition(config: str, batch: str) -> dict[str, float]:
+  """`config` as its CSV release: prepared from scratch, then loaded and
+  split, against the pandas baseline on the same files."""
+  if config not in CSV_RELEASES:
+    raise ValueError(f"--csv: no CSV release for {config!r}; known: "
+                     f"{sorted(CSV_RELEASES)}.")
+  release = CSV_RELEASES[config]
+  work = tempfile.mkdtemp(prefix="ncf_tfrs_bench_csv_")
+  try:
+    manual = f"--manual_dir={os.path.join(work, 'manual')}"
+    data_dir = os.path.join(work, "tfds")
+    out = process.run_stage("write_csv", config, data_dir, manual)
+    prepared = process.run_stage("prepare", release, data_dir, manual)
+    out["csv_prepare_s"] = prepared["prepare_s"]
+    out["csv_prepare_peak_rss_gib"] = prepared["prepare_peak_rss_gib"]
+    loaded = process.run_stage("pipeline", release, data_dir, batch)
+    out["csv_load_s"] = loaded["load_s"]
+    out["csv_split_s"] = loaded["split_s"]
+    out["csv_load_split_s"] = loaded["load_s"] + loaded["split_s"]
+    out.update(process.run_stage("pandas_csv", config, data_dir, manual))
+    out["csv_prepare_vs_pandas"] = out["csv_prepare_s"] / out["pandas_csv_s"]
+    return out
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def run_suite(configs: list[str], repeats: int, data_dir: str | None,
-              batch_size: int, notebook: bool = True) -> dict[str, object]:
+              batch_size: int, notebook: bool = True,
+              csv: bool = False) -> dict[str, object]:
   """Every config, `repeats` times; per-run figures and their summary."""
   results = {}
   for config in configs:
@@ -94,7 +166,7 @@ def run_suite(configs: list[str], repeats: int, data_dir: str | None,
     for i in range(repeats):
       run_dir = data_dir or tempfile.mkdtemp(prefix="ncf_tfrs_bench_")
       try:
-        runs.append(_repetition(config, run_dir, batch_size, notebook))
+        runs.append(_repetition(config, run_dir, batch_size, notebook, csv))
       finally:
         if not data_dir:
           shutil.rmtree(run_dir, ignore_errors=True)

@@ -21,6 +21,17 @@ _DATA_METRICS = (
     ("notebook_ratings_per_s", "notebook input pipeline, ratings/s", common.rate),
     ("epoch_speedup_vs_notebook", "speed-up over the notebook's pipeline",
      common.times),
+    ("csv_prepare_s", "as the CSV release: prepare (parse ratings.csv + "
+     "movies.csv, write TFDS), s", common.seconds),
+    ("csv_prepare_peak_rss_gib", "as the CSV release: prepare peak RSS, GiB",
+     common.gib),
+    ("pandas_csv_s", "bare pandas read_csv of the same files + group by "
+     "user, s", common.seconds),
+    ("csv_prepare_vs_pandas", "CSV prepare / bare pandas", common.times),
+    ("csv_load_s", "as the CSV release: load, s", common.seconds),
+    ("csv_split_s", "as the CSV release: split, s", common.seconds),
+    ("csv_load_split_s", "as the CSV release: load + split, s",
+     common.seconds),
 )
 
 
@@ -54,4 +65,24 @@ def render_data(doc: dict[str, Any], heading: str) -> tuple[str, list[str]]:
             common.table(["measurement"] + [
                 f"{c} (SYNTHETIC)" if common.is_synthetic(c) else c
                 for c in configs], rows), ""]
+  checks = data_checks(doc)
+  if checks:
+    parts += ["Targets (medians):", "",
+              common.table(["target", "measured", "required", "status"],
+                           checks), ""]
   return "\n".join(parts), []
+
+
+def data_checks(doc: dict[str, Any]) -> list[list[str]]:
+  """The data targets of each config that has them, as check rows."""
+  rows = []
+  le = lambda m, r: m <= r  # pylint: disable=unnecessary-lambda-assignment
+  shows = {key: (title, show) for key, title, show in _DATA_METRICS}
+  for config, targets in (doc.get("targets") or {}).items():
+    for key, required in targets.items():
+      title, show = shows.get(key, (key, common.num))
+      measured = common.get(doc, "results", config, "summary", key, "median")
+      rows.append(common.check(f"{config}: {title}", measured, required, le,
+                               show, "≤", "" if measured is not None else
+                               "not in this run (--csv?)"))
+  return rows

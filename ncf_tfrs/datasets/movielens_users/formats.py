@@ -39,6 +39,7 @@ from typing import (BinaryIO, Callable, Iterator, Mapping, Optional, Sequence,
 from etils import epath
 import numpy as np
 import pandas as pd
+import tqdm
 
 from ncf_tfrs import features
 
@@ -123,6 +124,12 @@ class _Source:
     else:
       self._source.seek(0)
       yield self._source
+
+  def size(self) -> int:
+    """The file's size in bytes."""
+    if isinstance(self._source, (str, os.PathLike)):
+      return epath.Path(self._source).stat().length
+    return self._source.seek(0, io.SEEK_END)
 
   def error(self, message: str, line: Optional[int] = None
            ) -> MovieLensFormatError:
@@ -213,9 +220,13 @@ def _read_ratings(src: _Source, layout: _RatingsLayout,
   dtypes.update({names[i]: _RATING_DTYPES[c]
                  for i, c in zip(layout.usecols, _RATING_COLUMNS)})
   try:
-    with src.open() as f:
+    # ml-32m's ratings take pandas about 20 s: a bar shows the bytes read.
+    size = src.size()
+    with src.open() as f, tqdm.tqdm.wrapattr(
+        f, "read", total=size, desc=f"Reading {src.name}",
+        leave=False) as reading:
       frame = pd.read_csv(
-          f,
+          reading,
           sep=layout.sep,
           header=None,
           names=names,
