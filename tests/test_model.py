@@ -220,9 +220,15 @@ def test_fit_and_evaluate_report_named_metrics():
   results = model.evaluate(_dataset(rows, 64), return_dict=True, verbose=0)
   for name in ("ranking_auc", "ranking_accuracy", "ranking_mse", "ranking_mae",
                "ranking_log_loss", "retrieval_loss", "loss",
-               "regularization_loss", "total_loss"):
+               "regularization_loss"):
     assert name in history
     assert name in results
+  # The reported loss is the objective per rating, on the scale of its parts
+  # (the tasks sum over a batch; the report does not).
+  np.testing.assert_allclose(
+      results["loss"],
+      SMALL.retrieval_weight * results["retrieval_loss"] +
+      SMALL.ranking_weight * results["ranking_log_loss"], rtol=1e-4)
   # Metrics that need probabilities get sigmoid(logit).
   probs = tf.sigmoid(model.ncf(_tensors(rows))).numpy()
   liked = rows[features.LIKED]

@@ -294,7 +294,7 @@ def print_table(report: dict[str, object]) -> None:
   for name, r in stages.items():
     test = r["test"]
     # The notebook's Keras metrics are named as it named them; the product's
-    # ranking task prefixes its own (its bare "loss" is the summed total).
+    # ranking task prefixes its own (its bare "loss" is the whole objective).
     prefix = "" if name == "notebook" else "ranking_"
     log_loss = test.get("loss" if name == "notebook" else "ranking_log_loss",
                         nan)

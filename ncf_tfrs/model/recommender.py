@@ -105,8 +105,12 @@ class RecommenderModel(tfrs.Model):
   half-star threshold of the rating from the same NCF logit.
 
   A task with weight 0 is skipped and its layers are frozen, so its variables
-  stay untouched. Training reports `retrieval_loss` (per example) and the
-  `ranking_*` metrics next to the weighted batch-sum `loss`.
+  stay untouched. The tasks' losses are summed over a batch, as TFRS's
+  tasks do, so that gradients scale with the batch; what training and
+  evaluation report is per rating, averaged over the epoch: `loss`, the
+  objective (the tasks' weighted losses plus the L2 penalties),
+  `regularization_loss`, its penalty part, `retrieval_loss` and the
+  `ranking_*` metrics.
   """
 
   def __init__(self,
@@ -158,6 +162,9 @@ class RecommenderModel(tfrs.Model):
           loss=tf.keras.losses.BinaryCrossentropy(
               from_logits=True, reduction=tf.keras.losses.Reduction.SUM),
           name="rating")
+    self.loss_tracker = tf.keras.metrics.Mean(name="loss")
+    self.regularization_loss_tracker = tf.keras.metrics.Mean(
+        name="regularization_loss")
     if config.retrieval_weight:
       self.retrieval_loss_tracker = tf.keras.metrics.Mean(
           name="retrieval_loss")
@@ -214,6 +221,37 @@ class RecommenderModel(tfrs.Model):
       retrieval /= self._config.temperature
     return retrieval + tf.math.log_sigmoid(self.ncf.score(user_ids, movie_ids))
 
+  def train_step(self, inputs):
+    """One optimizer step on the batch-summed objective."""
+    with tf.GradientTape() as tape:
+      loss = self.compute_loss(inputs, training=True)
+      regularization_loss = self._regularization_loss()
+      total_loss = loss + regularization_loss
+    gradients = tape.gradient(total_loss, self.trainable_variables)
+    self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+    return self._report(inputs, total_loss, regularization_loss)
+
+  def test_step(self, inputs):
+    """The training step's losses and metrics, without the update."""
+    loss = self.compute_loss(inputs, training=False)
+    regularization_loss = self._regularization_loss()
+    return self._report(inputs, loss + regularization_loss,
+                        regularization_loss)
+
+  def _regularization_loss(self) -> tf.Tensor:
+    return tf.add_n([tf.constant(0.0)] +
+                    [tf.reduce_sum(loss) for loss in self.losses])
+
+  def _report(self, inputs: Mapping[str, tf.Tensor], total_loss: tf.Tensor,
+              regularization_loss: tf.Tensor) -> Mapping[str, tf.Tensor]:
+    """Per-rating losses, weighted by batch size into the epoch's means."""
+    num_ratings = tf.cast(tf.shape(inputs[features.USER_ID])[0], tf.float32)
+    self.loss_tracker.update_state(total_loss / num_ratings,
+                                   sample_weight=num_ratings)
+    self.regularization_loss_tracker.update_state(
+        regularization_loss / num_ratings, sample_weight=num_ratings)
+    return {metric.name: metric.result() for metric in self.metrics}
+
   def compute_loss(self,
                    inputs: Mapping[str, tf.Tensor],
                    training: bool = False) -> tf.Tensor:
@@ -222,7 +260,8 @@ class RecommenderModel(tfrs.Model):
     if self._config.retrieval_weight:
       retrieval_loss = self.retrieval_loss(inputs, training=training)
       num_examples = tf.cast(tf.shape(inputs[features.USER_ID])[0], tf.float32)
-      self.retrieval_loss_tracker.update_state(retrieval_loss / num_examples)
+      self.retrieval_loss_tracker.update_state(retrieval_loss / num_examples,
+                                               sample_weight=num_examples)
       loss += self._config.retrieval_weight * retrieval_loss
     if self._config.ranking_weight:
       logits = self.ncf(inputs, training=training)

@@ -135,8 +135,7 @@ def run(cfg: config_lib.ExperimentConfig,
     model(next(iter(test_ds)))  # BackupAndRestore needs a built model.
   if distributed and not parameter_server:
     # Keras's default sums each replica's already all-reduced metrics across
-    # workers (AUC 1.4 on two workers). The logged `loss` is then replica 0's
-    # share of the batch-summed loss, not the global batch's.
+    # workers (AUC 1.4 on two workers).
     model.distribute_reduction_method = "first"
 
   steps_per_epoch = data_lib.num_batches(len(train), cfg.train.batch_size,
