@@ -1,10 +1,12 @@
-"""Keras callbacks of the training loop: step counts, timing, curves, NaN stop."""
+"""Keras callbacks of the training loop: step counts, timing, curves, NaN stop,
+progress."""
 
 from __future__ import annotations
 
 import math
+import sys
 import time
-from typing import Sequence
+from typing import Sequence, TextIO
 
 import tensorflow as tf
 
@@ -163,3 +165,62 @@ class HeldOutCurve(StepCounter):
         **{k: float(v) for k, v in metrics.items()},
     })
     self._since = time.perf_counter()
+
+
+class ProgressLog(tf.keras.callbacks.Callback):
+  """What training prints: one line per epoch, and on a terminal a live one.
+
+  It stands in for Keras's own progress output (`fit(verbose=1 or 2)`),
+  which slowed every training step of this model by about a third on CPU,
+  even at `verbose=2` (docs/results/training_speed.md). It reads the
+  step logs at most once per `interval` seconds, and only for the live line.
+  """
+
+  def __init__(self, epochs: int, steps_per_epoch: int, live: bool,
+               interval: float = 1.0, stream: TextIO | None = None):
+    """Initializes the log.
+
+    Args:
+      epochs: The run's epochs.
+      steps_per_epoch: Training steps of an epoch.
+      live: Rewrite one line with the step and loss while an epoch runs
+        (for a terminal); otherwise print only each epoch's line.
+      interval: Seconds between rewrites of the live line.
+      stream: Where to print (default stdout).
+    """
+    super().__init__()
+    self._supports_tf_logs = True  # Logs stay tensors unless printed.
+    self._epochs = epochs
+    self._steps = steps_per_epoch
+    self._live = live
+    self._interval = interval
+    self._stream = stream
+    self._width = 0
+
+  def _write(self, text: str) -> None:
+    stream = self._stream or sys.stdout
+    stream.write(text)
+    stream.flush()
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+    self._start = self._shown = time.perf_counter()
+
+  def on_train_batch_end(self, batch, logs=None):
+    now = time.perf_counter()
+    if not self._live or now - self._shown < self._interval:
+      return
+    self._shown = now
+    loss = float((logs or {}).get("loss", math.nan))
+    line = (f"Epoch {self._epoch + 1}/{self._epochs}: step {batch + 1}/"
+            f"{self._steps} - {now - self._start:.0f}s - loss: {loss:.4f}")
+    self._write("\r" + line.ljust(self._width))
+    self._width = len(line)
+
+  def on_epoch_end(self, epoch, logs=None):
+    metrics = " - ".join(f"{name}: {float(value):.4f}"
+                         for name, value in (logs or {}).items())
+    line = (f"Epoch {epoch + 1}/{self._epochs} - "
+            f"{time.perf_counter() - self._start:.0f}s - {metrics}")
+    self._write(("\r" if self._live else "") + line.ljust(self._width) + "\n")
+    self._width = 0

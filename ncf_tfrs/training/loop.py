@@ -197,8 +197,11 @@ def run(cfg: config_lib.ExperimentConfig,
       # Keras runs no batch-level callbacks that read logs under
       # parameter_server; a NaN is caught from the history there.
       *([] if parameter_server else [callbacks_lib.StopOnNaN(cfg.optimizer)]),
-      # Before TensorBoard, which then logs the list metrics it adds.
+      # Before TensorBoard and the log, which then show the list metrics it
+      # adds.
       *([monitor] if monitor else []),
+      callbacks_lib.ProgressLog(cfg.train.epochs, steps_per_epoch,
+                                live=sys.stdout.isatty()),
       tf.keras.callbacks.TensorBoard(
           os.path.join(model_dir, checkpoints.LOG_DIR)),
       tf.keras.callbacks.ModelCheckpoint(
@@ -215,7 +218,7 @@ def run(cfg: config_lib.ExperimentConfig,
       train_ds, epochs=cfg.train.epochs, callbacks=callbacks,
       validation_data=valid_input, validation_steps=valid_steps,
       steps_per_epoch=steps_per_epoch,
-      verbose=1 if sys.stdout.isatty() else 2)
+      verbose=0)  # ProgressLog prints.
   train_seconds = progress.train_seconds + time.perf_counter() - start
   epochs_run = counter.steps / steps_per_epoch
   losses = history.history.get("loss", [])
