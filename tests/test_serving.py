@@ -277,3 +277,17 @@ def test_recommend_command_prints_titles(exported):
   assert {line.split("[movie ")[1].split(",")[0] for line in lines[9:]} == {
       *helpers.UNRATED_BY_U0}
   assert contract.PADDING_ID == ""
+
+
+def test_rated_file_round_trips_rows_with_large_and_empty_rows(tmp_path):
+  # Differences above one byte, two bytes and three bytes; an empty row.
+  row_splits = np.array([0, 3, 3, 5, 6], dtype=np.int64)
+  movies = np.array([0, 70_000, 16_777_300, 5, 300, 2**31 - 1],
+                    dtype=np.int64)
+  path = str(tmp_path / contract.RATED_FILE)
+  contract.write_rated(path, np.array([b"a", b"b", b"c", b"d"]), row_splits,
+                       movies)
+  user_ids, splits, again = contract.read_rated(path)
+  assert list(user_ids) == [b"a", b"b", b"c", b"d"]
+  np.testing.assert_array_equal(splits, row_splits)
+  np.testing.assert_array_equal(again, movies)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ncf_tfrs.data.movielens import Ratings
 from ncf_tfrs.data.vocabulary import Vocabulary
+from ncf_tfrs.serving import contract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,31 +55,11 @@ class RatedHistory:
     return self.movies[self.row_splits[i]:self.row_splits[i + 1]]
 
   def save(self, path: str) -> None:
-    """Writes a compressed .npz file (no pickled objects).
-
-    Each row's ascending movies are stored as differences (the first from
-    0), which compress to a fraction of the int32 rows: the format of the
-    export's rated.npz, which `ncf_tfrs.serving.Catalog` reads.
-    """
-    deltas = self.movies.astype(np.int64)
-    deltas[1:] -= self.movies[:-1]
-    starts = self.row_splits[:-1][np.diff(self.row_splits) > 0]
-    deltas[starts] = self.movies[starts]
-    with open(path, "wb") as f:
-      np.savez_compressed(f, user_ids=self.user_ids,
-                          row_splits=self.row_splits,
-                          movie_deltas=deltas.astype(np.uint32))
+    """Writes the export's rated.npz format (`serving.contract.write_rated`),
+    which `ncf_tfrs.serving.Catalog` reads."""
+    contract.write_rated(path, self.user_ids, self.row_splits, self.movies)
 
   @classmethod
   def load(cls, path: str) -> RatedHistory:
-    with np.load(path, allow_pickle=False) as arrays:
-      splits = arrays["row_splits"]
-      return cls(user_ids=arrays["user_ids"], row_splits=splits,
-                 movies=_undelta(arrays["movie_deltas"], splits))
-
-
-def _undelta(deltas: np.ndarray, row_splits: np.ndarray) -> np.ndarray:
-  """Each row's movies back from their differences."""
-  total = np.cumsum(deltas, dtype=np.int64)
-  before = np.concatenate([[0], total])[row_splits[:-1]]
-  return (total - np.repeat(before, np.diff(row_splits))).astype(np.int32)
+    user_ids, row_splits, movies = contract.read_rated(path)
+    return cls(user_ids=user_ids, row_splits=row_splits, movies=movies)

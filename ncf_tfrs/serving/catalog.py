@@ -16,11 +16,9 @@ class Catalog:
 
   Row i of movies.tsv is datapoint i of the index; rows are most rated
   first, so the first rows are the popularity list. rated.npz, where the
-  export has it, holds each training user's rated movies (CSR arrays
-  `user_ids`, `row_splits` and `movie_deltas`: each row's ascending catalog
-  rows as differences, the first from 0, as `data.RatedHistory` writes
-  them), which `rated` returns so that searches can fetch enough candidates
-  beyond them.
+  export has it, holds each training user's rated movies
+  (`contract.write_rated`), which `rated` returns so that searches can fetch
+  enough candidates beyond them.
   """
 
   def __init__(self, path: str) -> None:
@@ -41,14 +39,9 @@ class Catalog:
     self._rated_row = {}
     rated = os.path.join(path, contract.RATED_FILE)
     if os.path.exists(rated):
-      with np.load(rated, allow_pickle=False) as arrays:
-        self._rated_row = {u.decode(): i
-                           for i, u in enumerate(arrays["user_ids"])}
-        self._rated_splits = arrays["row_splits"]
-        total = np.cumsum(arrays["movie_deltas"], dtype=np.int64)
-        before = np.concatenate([[0], total])[self._rated_splits[:-1]]
-        self._rated_movies = total - np.repeat(before,
-                                               np.diff(self._rated_splits))
+      user_ids, self._rated_splits, movies = contract.read_rated(rated)
+      self._rated_row = {u.decode(): i for i, u in enumerate(user_ids)}
+      self._rated_movies = movies.astype(np.int64)
 
   def rated(self, user_id: str) -> np.ndarray:
     """Catalog rows of the movies `user_id` rated in training (none if the
