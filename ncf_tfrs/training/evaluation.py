@@ -145,6 +145,22 @@ class ListEvaluator:
     self._user_ids = train.user_ids
     self._catalog = catalog
     self._config = config
+    self._functions = None
+
+  def _graph_functions(self, model):
+    """The model's query and rerank functions as graphs, traced once per
+    model: validation calls the evaluator with the same model every epoch,
+    and batches of any size share one trace."""
+    if self._functions is None or self._functions[0] is not model:
+      users = tf.TensorSpec([None], tf.string)
+      candidates = tf.TensorSpec([None, None], tf.string)
+      self._functions = (model, {
+          "query": tf.function(model.query_embeddings, input_signature=[users]),
+          "rerank": tf.function(model.rerank_scores,
+                                input_signature=[users, candidates]),
+          "ncf_rerank": tf.function(model.rerank_logits,
+                                    input_signature=[users, candidates])})
+    return self._functions[1]
 
   def __call__(self, model,
                retrieval_only: bool = False) -> dict[str, float]:
@@ -164,9 +180,9 @@ class ListEvaluator:
     catalog, users, seen = self._catalog, self._users, self._seen
     held_out, liked, config = self._held_out, self._liked, self._config
     # Called eagerly, each Keras layer call walks the whole model first.
-    query_embeddings = tf.function(model.query_embeddings)
-    rerankers = {"rerank": tf.function(model.rerank_scores),
-                 "ncf_rerank": tf.function(model.rerank_logits)}
+    functions = self._graph_functions(model)
+    query_embeddings = functions["query"]
+    rerankers = {name: functions[name] for name in ("rerank", "ncf_rerank")}
     candidates = model.candidate_embeddings(tf.constant(catalog)).numpy()
     # The vocabulary is most frequent first.
     popularity = np.arange(len(catalog))
