@@ -41,7 +41,10 @@ class IdEmbedding(tf.keras.layers.Layer):
     super().__init__(name=name, **kwargs)
     self._l2 = l2
     self.lookup = tf.keras.layers.StringLookup(
-        vocabulary=np.asarray(vocabulary, dtype=str).tolist(),
+        # An array, not a list: Keras tracks a list attribute as a container
+        # and walks it item by item whenever it gathers the model's layers
+        # or variables, which tracing a training step does many times.
+        vocabulary=np.asarray(vocabulary, dtype=str),
         num_oov_indices=1,
         mask_token=None,
         name="lookup")
