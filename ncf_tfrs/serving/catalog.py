@@ -35,13 +35,13 @@ class Catalog:
       self.manifest = json.load(f)
     self._searcher = None
     self._rated_splits = np.zeros(1, np.int64)
-    self._rated_movies = np.zeros(0, np.int64)
+    self._rated_movies = np.zeros(0, np.int32)
     self._rated_row = {}
     rated = os.path.join(path, contract.RATED_FILE)
     if os.path.exists(rated):
-      user_ids, self._rated_splits, movies = contract.read_rated(rated)
+      user_ids, self._rated_splits, self._rated_movies = contract.read_rated(
+          rated)
       self._rated_row = {u.decode(): i for i, u in enumerate(user_ids)}
-      self._rated_movies = movies.astype(np.int64)
 
   def rated(self, user_id: str) -> np.ndarray:
     """Catalog rows of the movies `user_id` rated in training (none if the
