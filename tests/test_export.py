@@ -268,6 +268,24 @@ def test_exporter_refuses_non_stock_ops_naming_them(exported):
   assert out["is_fallback"].numpy().tolist() == [False, True]
 
 
+def test_scann_recommend_leaves_rated_movies_out_even_for_heavy_users(
+    exported):
+  # u0 rated 2,997 of 3,000 movies, far more than the 100 candidates and
+  # the leaves searched by default: it still gets its three unrated ones.
+  history, vocab = exported["history"], exported["vocab"]
+  loaded = tf.saved_model.load(os.path.join(
+      exported["dir"], helpers.MODEL_NAME + contract.SCANN_MODEL_SUFFIX, "1"))
+  out = loaded.signatures["recommend"](user_id=tf.constant(vocab.user_ids),
+                                       k=tf.constant(10))
+  for user, row in enumerate(out["movie_id"].numpy()):
+    movies = [m.decode() for m in row if m]
+    assert len(set(movies)) == len(movies)
+    assert not set(movies) & helpers.rated(history, user), user
+    assert len(movies) == (3 if user == 0 else 10), user
+  assert set(m.decode() for m in out["movie_id"][0][:3].numpy()) == set(
+      helpers.UNRATED_BY_U0)
+
+
 def test_failed_write_publishes_nothing(tmp_path):
   root = str(tmp_path / "model")
 

@@ -264,7 +264,8 @@ class ScannServingModule(ServingModule):
   Extra signatures:
     scann_retrieve  user_id [B] -> movie_id [B, C], score [B, C], is_fallback
     recommend       user_id [B], k [] -> movie_id [B, k], score, is_fallback:
-                    ScaNN top C, then `rerank`, in one call.
+                    ScaNN's top C unrated movies, then `rerank`, in one
+                    call (k distinct unrated movies while k are left).
   """
 
   def __init__(self, model: model_lib.RecommenderModel,
@@ -277,13 +278,22 @@ class ScannServingModule(ServingModule):
                                 settings["num_neighbors"], "dot_product")
     self.scann = scann_index.configure_scann(builder, settings).build().serialize_to_module()
     self._num_neighbors = settings["num_neighbors"]
+    self._num_reordered = settings["reordering_num_neighbors"]
+    self._num_leaves = settings["num_leaves"] or -1  # -1: no tree.
+
+  def _search(self, queries: tf.Tensor, size: tf.Tensor,
+              leaves: int = -1) -> tuple[tf.Tensor, tf.Tensor]:
+    """ScaNN's top `size` [B, size]: catalog rows and scores, NaN-padded
+    where the searched leaves (-1: the index's default) hold fewer."""
+    from scann.scann_ops.py import scann_ops  # pylint: disable=g-import-not-at-top
+    searcher = scann_ops.searcher_from_module(self.scann)
+    return searcher.search_batched(
+        queries, size, tf.maximum(size, self._num_reordered), leaves)
 
   @tf.function(input_signature=[_string_spec([None], Input.USER_ID)])
   def scann_retrieve(self, user_id):
-    from scann.scann_ops.py import scann_ops  # pylint: disable=g-import-not-at-top
-    searcher = scann_ops.searcher_from_module(self.scann)
-    indices, scores = searcher.search_batched(
-        self.model.query_embeddings(user_id))
+    indices, scores = self._search(self.model.query_embeddings(user_id),
+                                   tf.constant(self._num_neighbors))
     # Where the searched leaves held fewer than C movies, ScaNN pads with
     # index 0 and a NaN score; padding ids are masked by `rerank`.
     padded = tf.math.is_nan(scores)
@@ -297,7 +307,42 @@ class ScannServingModule(ServingModule):
   @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
                                 _K_SPEC])
   def recommend(self, user_id, k):
-    candidates = self.scann_retrieve(user_id)[Output.MOVIE_ID]
+    """ScaNN's C best movies the user has not rated, reranked: top k.
+
+    The search fetches C more than the batch's longest history, and
+    searches every leaf when the default leaves still leave a user short
+    of C unrated movies, so a heavy user gets as full a list as a light one.
+    """
+    rows = self.model.query_tower.lookup(user_id)
+    num_rated = (tf.gather(self.rated_row_splits, rows + 1) -
+                 tf.gather(self.rated_row_splits, rows))
+    longest = tf.reduce_max(tf.concat([num_rated, [0]], axis=0))
+    size = tf.cast(tf.minimum(self._num_neighbors + longest,
+                              self._num_movies), tf.int32)
+    # The unrated movies each user can get: C, or fewer if it rated nearly all.
+    wanted = tf.minimum(tf.cast(self._num_movies - num_rated, tf.int32),
+                        self._num_neighbors)
+    queries = self.model.query_embeddings(user_id)
+
+    def unrated(found):
+      index, scores = found
+      keep = ~tf.math.is_nan(scores) & ~self._is_rated(user_id, index)
+      return index, tf.where(keep, scores, contract.MASKED_SCORE), keep
+
+    index, scores, keep = unrated(self._search(queries, size))
+    if self._num_leaves > 0:
+      short = tf.reduce_any(
+          tf.reduce_sum(tf.cast(keep, tf.int32), axis=1) < wanted)
+      index, scores, keep = tf.cond(
+          short,
+          lambda: unrated(self._search(queries, size, self._num_leaves)),
+          lambda: (index, scores, keep))
+    best = tf.math.top_k(scores, tf.minimum(self._num_neighbors, size))
+    candidates = tf.where(best.values > contract.MASKED_SCORE,
+                          tf.gather(self.catalog,
+                                    tf.gather(index, best.indices,
+                                              batch_dims=1)),
+                          contract.PADDING_ID)
     popular = tf.broadcast_to(self.catalog[:self._num_neighbors],
                               tf.shape(candidates))
     candidates = tf.where(self._is_fallback(user_id)[:, tf.newaxis], popular,
