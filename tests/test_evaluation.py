@@ -16,8 +16,8 @@ MOVIES = np.array([b"a", b"b", b"c", b"d"], dtype=object)
 # Retrieval scores per user over a, b, c, d (the query tower's output).
 RETRIEVAL = {b"u0": [4.0, 3.0, 2.0, 1.0], b"u1": [1.0, 2.0, 3.0, 4.0]}
 # The served rerank score and the NCF logit of each (user, movie).
-RERANK = {b"u0": {b"b": 0.0, b"c": 5.0, b"d": 1.0},
-          b"u1": {b"c": 0.0, b"b": 1.0, b"a": 2.0}}
+RERANK = {b"u0": {b"a": 6.0, b"b": 0.0, b"c": 5.0, b"d": 1.0},
+          b"u1": {b"c": 0.0, b"b": 1.0, b"a": 2.0, b"d": 3.0}}
 NCF = {b"u0": {b"b": 9.0, b"c": 0.0, b"d": 0.0},
        b"u1": {b"c": 3.0, b"b": 2.0, b"a": 1.0}}
 
@@ -95,6 +95,10 @@ def test_list_metrics_equal_the_hand_computed_values():
       "ncf_rerank": (0.75, (1 + ndcg_second_of_two) / 2),
       # Most rated unseen: u0 [b, c]: 1; u1 [a, b]: 1.
       "popularity": (1.0, 1.0),
+      # Rated movies left in, as served before they were left out: top 3
+      # u0 [a, b, c] -> [a, c]: 0 (a rated, and rated first); u1 [d, c, b]
+      # -> [d, b]: 1/2, hit at rank 2.
+      "rerank_with_seen": (0.25, ndcg_second_of_two / 2),
   }
   for name, (recall, ndcg) in expected.items():
     assert metrics[f"{name}_liked_recall_at_2"] == pytest.approx(recall), name

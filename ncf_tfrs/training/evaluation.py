@@ -15,8 +15,10 @@ movie catalog, never recommending a movie the user rated in training:
   and NDCG@10 of the top C retrieval candidates reranked as served
   (`rerank_liked_*`: `RecommenderModel.rerank_scores`, retrieval logit plus
   NCF log-probability), against the NCF score alone (`ncf_rerank_liked_*`),
-  retrieval alone (`retrieval_liked_*`) and the most popular unseen movies
-  (`popularity_liked_*`);
+  retrieval alone (`retrieval_liked_*`), the most popular unseen movies
+  (`popularity_liked_*`) and the served list with rated movies left in
+  (`rerank_with_seen_liked_*`: the top C over the whole catalog reranked,
+  what the product served before it left rated movies out);
 - the served list by the literature's protocol (Microsoft Recommenders'
   ml-100k table, with the 'stratified' split): every held-out movie is
   relevant; `rerank_{precision,recall,ndcg,map}_at_10`, MAP normalised by
@@ -204,10 +206,20 @@ class ListEvaluator:
       relevant = _dense(*held_out.rows(batch), shape)
       seen_rows = seen.rows(batch)
       if not retrieval_only:
-        unmasked_top = tf.math.top_k(scores, k=factorized_k).indices.numpy()
-        factorized_hits += int(np.take_along_axis(relevant, unmasked_top,
-                                                  axis=1).sum())
+        unmasked_top = tf.math.top_k(
+            scores, k=max(factorized_k, min(config.num_candidates,
+                                            len(catalog)))).indices.numpy()
+        factorized_hits += int(np.take_along_axis(
+            relevant, unmasked_top[:, :factorized_k], axis=1).sum())
         held_out_ratings += int(relevant.sum())
+        # The list as served before rated movies were left out.
+        with_seen = unmasked_top[:, :config.num_candidates]
+        order = rerankers["rerank"](user_ids,
+                                    tf.constant(catalog[with_seen])).numpy()
+        with_seen = np.take_along_axis(
+            with_seen,
+            np.argsort(-order, axis=1, kind="stable")[:, :config.list_size],
+            axis=1)
       scores[seen_rows] = -np.inf
       top = tf.math.top_k(scores, k=min(max_k, len(catalog))).indices.numpy()
       for k in config.recall_ks:
@@ -220,7 +232,7 @@ class ListEvaluator:
       cands = top[:, :config.num_candidates]
       cand_ids = tf.constant(catalog[cands])
       unseen = np.isfinite(np.take_along_axis(scores, cands, axis=1))
-      lists = {"retrieval": top[:, :n]}
+      lists = {"retrieval": top[:, :n], "rerank_with_seen": with_seen}
       for name, rerank in rerankers.items():
         order = np.where(unseen, rerank(user_ids, cand_ids).numpy(), -np.inf)
         lists[name] = np.take_along_axis(

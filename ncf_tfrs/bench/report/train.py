@@ -184,6 +184,8 @@ def render_train(doc: dict[str, Any], images: dict[str, str],
       ("NCF alone (scores retrieval's top 200)", product, "ncf_rerank", False),
       ("retrieval (product)", product, "retrieval", True),
       ("retrieval + NCF rerank (product)", product, "rerank", False),
+      ("the same, rated movies left in", product, "rerank_with_seen",
+       False),
       ("retrieval (tutorial)", tutorial, "retrieval", True)):
     lists = common.get(stage, "lists")
     if not lists:
