@@ -112,6 +112,12 @@ def test_list_metrics_equal_the_hand_computed_values():
   for name, value in served.items():
     assert metrics[f"rerank_{name}_at_2"] == pytest.approx(value), name
 
+  # A held-out rating given twice (u1 rated b twice) counts once.
+  twice = _ratings([(0, b, 5.0), (0, d, 2.0), (1, a, 4.0), (1, b, 5.0),
+                    (1, b, 4.5)])
+  assert evaluation.evaluate_lists(_Model(), vocabulary, train, twice,
+                                   config) == pytest.approx(metrics)
+
   # What validation reads after each epoch: the same recalls, nothing else.
   assert evaluation.ListEvaluator(vocabulary, train, test, config)(
       _Model(), retrieval_only=True) == {

@@ -59,21 +59,32 @@ class ListEvalConfig:
 
 
 class _UserItems:
-  """Per-user movie lists in catalog positions, as CSR arrays."""
+  """Per-user movie lists in catalog positions, as CSR arrays.
+
+  With `distinct`, a movie rated twice by a user counts once (`counts` are
+  then the sizes of the users' sets of movies).
+  """
 
   def __init__(self, ratings: data_lib.Ratings, catalog_position: np.ndarray,
-               num_users: int):
+               num_users: int, distinct: bool = False):
     movie = catalog_position[ratings.movie]
     keep = movie >= 0
     user, movie = ratings.user[keep], movie[keep]
+    if distinct:
+      pairs = np.unique(user.astype(np.int64) * len(catalog_position) + movie)
+      user, movie = np.divmod(pairs, len(catalog_position))
     order = np.argsort(user, kind="stable")
     self.movies = movie[order]
     self.splits = np.concatenate(
         [[0], np.cumsum(np.bincount(user, minlength=num_users))])
 
+  def counts(self, users: np.ndarray) -> np.ndarray:
+    """How many movies each of the given users has."""
+    return self.splits[users + 1] - self.splits[users]
+
   def rows(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row in `users`, movie position) pairs for the given users."""
-    lengths = self.splits[users + 1] - self.splits[users]
+    lengths = self.counts(users)
     rows = np.repeat(np.arange(len(users)), lengths)
     starts = np.repeat(self.splits[users] - (np.cumsum(lengths) - lengths),
                        lengths)
@@ -86,15 +97,15 @@ def _dense(rows: np.ndarray, cols: np.ndarray, shape) -> np.ndarray:
   return mask
 
 
-def _list_metrics(top: np.ndarray, relevant: np.ndarray
-                  ) -> dict[str, np.ndarray]:
+def _list_metrics(top: np.ndarray, relevant: np.ndarray,
+                  num_relevant: np.ndarray) -> dict[str, np.ndarray]:
   """Per-user precision, recall, NDCG and MAP of the ranked lists `top` [U, k].
 
-  Binary relevance; every user has a relevant movie. MAP is the mean of the
-  precisions at the hits' ranks, divided by the number of relevant movies.
+  Binary relevance (`relevant` [U, catalog], `num_relevant` [U] its row
+  sums); every user has a relevant movie. MAP is the mean of the precisions
+  at the hits' ranks, divided by the number of relevant movies.
   """
   hits = np.take_along_axis(relevant, top, axis=1)
-  num_relevant = relevant.sum(axis=1)
   k = top.shape[1]
   ranks = np.arange(1, k + 1)
   discounts = 1.0 / np.log2(ranks + 1)
@@ -134,9 +145,10 @@ class ListEvaluator:
         [position.get(m, -1) for m in train.movie_ids.astype(bytes)], np.int64)
     num_users = len(train.user_ids)
     self._seen = _UserItems(train, catalog_position, num_users)
-    self._held_out = _UserItems(test, catalog_position, num_users)
+    self._held_out = _UserItems(test, catalog_position, num_users,
+                                distinct=True)
     self._liked = _UserItems(test.take(test.liked > 0), catalog_position,
-                             num_users)
+                             num_users, distinct=True)
     users = np.flatnonzero(np.diff(self._held_out.splits) > 0)
     if config.max_users is not None and len(users) > config.max_users:
       rng = np.random.default_rng(config.seed)
@@ -156,8 +168,13 @@ class ListEvaluator:
     if self._functions is None or self._functions[0] is not model:
       users = tf.TensorSpec([None], tf.string)
       candidates = tf.TensorSpec([None, None], tf.string)
+      embeddings = tf.TensorSpec([None, None], tf.float32)
       self._functions = (model, {
-          "query": tf.function(model.query_embeddings, input_signature=[users]),
+          "scores": tf.function(
+              lambda user_ids, catalog: tf.matmul(
+                  model.query_embeddings(user_ids), catalog,
+                  transpose_b=True),
+              input_signature=[users, embeddings]),
           "rerank": tf.function(model.rerank_scores,
                                 input_signature=[users, candidates]),
           "ncf_rerank": tf.function(model.rerank_logits,
@@ -183,9 +200,9 @@ class ListEvaluator:
     held_out, liked, config = self._held_out, self._liked, self._config
     # Called eagerly, each Keras layer call walks the whole model first.
     functions = self._graph_functions(model)
-    query_embeddings = functions["query"]
+    retrieval_scores = functions["scores"]
     rerankers = {name: functions[name] for name in ("rerank", "ncf_rerank")}
-    candidates = model.candidate_embeddings(tf.constant(catalog)).numpy()
+    candidates = model.candidate_embeddings(tf.constant(catalog))
     # The vocabulary is most frequent first.
     popularity = np.arange(len(catalog))
     max_k = max(config.recall_ks + (() if retrieval_only
@@ -202,8 +219,9 @@ class ListEvaluator:
       batch = users[start:start + config.batch_size]
       shape = (len(batch), len(catalog))
       user_ids = tf.constant(self._user_ids[batch].astype(bytes))
-      scores = query_embeddings(user_ids).numpy() @ candidates.T
+      scores = retrieval_scores(user_ids, candidates).numpy()
       relevant = _dense(*held_out.rows(batch), shape)
+      num_relevant = held_out.counts(batch)
       seen_rows = seen.rows(batch)
       if not retrieval_only:
         unmasked_top = tf.math.top_k(
@@ -211,7 +229,7 @@ class ListEvaluator:
                                             len(catalog)))).indices.numpy()
         factorized_hits += int(np.take_along_axis(
             relevant, unmasked_top[:, :factorized_k], axis=1).sum())
-        held_out_ratings += int(relevant.sum())
+        held_out_ratings += int(num_relevant.sum())
         # The list as served before rated movies were left out.
         with_seen = unmasked_top[:, :config.num_candidates]
         order = rerankers["rerank"](user_ids,
@@ -224,7 +242,7 @@ class ListEvaluator:
       top = tf.math.top_k(scores, k=min(max_k, len(catalog))).indices.numpy()
       for k in config.recall_ks:
         add(f"retrieval_recall_at_{k}",
-            _list_metrics(top[:, :k], relevant)["recall"])
+            _list_metrics(top[:, :k], relevant, num_relevant)["recall"])
       if retrieval_only:
         continue
 
@@ -243,16 +261,19 @@ class ListEvaluator:
       unseen_head = np.isfinite(scores[:, head])
       lists["popularity"] = head[
           np.argsort(~unseen_head, axis=1, kind="stable")[:, :n]]
-      for metric, values in _list_metrics(lists["rerank"], relevant).items():
+      for metric, values in _list_metrics(lists["rerank"], relevant,
+                                          num_relevant).items():
         add(f"rerank_{metric}_at_{n}", values)
 
       liked_mask = _dense(*liked.rows(batch), shape)
-      has_liked = liked_mask.any(axis=1)
+      num_liked = liked.counts(batch)
+      has_liked = num_liked > 0
       if not has_liked.any():
         continue
       liked_users += int(has_liked.sum())
       for name, ranked in lists.items():
-        values = _list_metrics(ranked[has_liked], liked_mask[has_liked])
+        values = _list_metrics(ranked[has_liked], liked_mask[has_liked],
+                               num_liked[has_liked])
         add(f"{name}_liked_recall_at_{n}", values["recall"])
         add(f"{name}_liked_ndcg_at_{n}", values["ndcg"])
 
