@@ -156,15 +156,17 @@ class HeldOutCurve(StepCounter):
       self._record()
 
   def _record(self):
-    self._seconds += time.perf_counter() - self._since
+    now = time.perf_counter()
+    self._seconds += now - self._since
     metrics = self.model.evaluate(self._dataset, return_dict=True, verbose=0)
+    self._since = time.perf_counter()
     self.points.append({
         "step": self.steps,
         "ratings": self.steps * self._ratings_per_step,
         "train_seconds": self._seconds,
+        "evaluation_seconds": self._since - now,
         **{k: float(v) for k, v in metrics.items()},
     })
-    self._since = time.perf_counter()
 
 
 class ProgressLog(tf.keras.callbacks.Callback):
