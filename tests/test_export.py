@@ -67,6 +67,52 @@ def test_retrieve_and_rerank_leave_each_users_rated_movies_out(exported):
   assert sorted(movies[:3]) == ["m1", "m2", "m3"] and movies[3:] == ["", ""]
 
 
+def test_filtered_signatures_leave_out_the_requests_seen_or_keep_history(
+    exported):
+  history, vocab = exported["history"], exported["vocab"]
+  signatures = exported["loaded"].signatures
+  users = tf.constant(["u7", "u3", "nobody"])
+  plain = signatures["retrieve"](user_id=users, k=tf.constant(5))
+  # The request's seen: two of each user's plain top 5, one unknown id,
+  # padding; the unknown user loses two popular movies too.
+  seen = [[row[0].decode(), row[2].decode(), "no-such-movie", ""]
+          for row in plain["movie_id"].numpy()]
+  out = signatures["retrieve_filtered"](
+      user_id=users, k=tf.constant(5), seen=tf.constant(seen),
+      include_seen=tf.constant(False))
+  for row, before, left_out in zip(out["movie_id"].numpy(),
+                                   plain["movie_id"].numpy(), seen):
+    movies = [m.decode() for m in row]
+    assert not set(movies) & set(left_out)
+    assert movies[:3] == [before[1].decode()] + [
+        m.decode() for m in before[3:]]  # The rest move up, in order.
+  assert out["is_fallback"].numpy().tolist() == [False, False, True]
+  popular = [m.decode() for m in vocab.movie_ids[:7]]
+  assert [m.decode() for m in out["movie_id"][2].numpy()] == [
+      m for m in popular if m not in seen[2]]
+
+  # include_seen: u7's 20 rated movies, its best retrieval scores, come
+  # back; nothing seen and no history is the plain retrieval of the model.
+  rated = helpers.rated(history, 7)
+  rewatch = signatures["retrieve_filtered"](
+      user_id=tf.constant(["u7"]), k=tf.constant(20),
+      seen=tf.constant([[""]]), include_seen=tf.constant(True))
+  assert {m.decode() for m in rewatch["movie_id"][0].numpy()} == rated
+
+  candidates = tf.constant([sorted(rated)[:2] + ["m1", "m2", "m3"]])
+  for include_seen, expected in ((False, {"m1", "m3"}),
+                                 (True, set(sorted(rated)[:2]) | {"m1", "m3"})):
+    out = signatures["rerank_filtered"](
+        user_id=tf.constant(["u7"]), movie_id=candidates, k=tf.constant(5),
+        seen=tf.constant([["m2"]]), include_seen=tf.constant(include_seen))
+    assert {m.decode() for m in out["movie_id"][0].numpy() if m} == expected
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"seen \[B, S\] must have the same number of rows"):
+    signatures["retrieve_filtered"](
+        user_id=users, k=tf.constant(5), seen=tf.constant([["m1"]]),
+        include_seen=tf.constant(False))
+
+
 def test_export_layout(exported):
   root = exported["dir"]
   assert exported["path"] == os.path.join(root, helpers.MODEL_NAME, "1")
@@ -123,6 +169,10 @@ SIGNATURES = {
                   "is_fallback": (tf.bool, [None])}),
 }
 SIGNATURES["serving_default"] = SIGNATURES["retrieve"]
+for _name in ("rerank", "retrieve"):
+  SIGNATURES[f"{_name}_filtered"] = (
+      {**SIGNATURES[_name][0], "seen": (tf.string, [None, None]),
+       "include_seen": (tf.bool, [])}, SIGNATURES[_name][1])
 
 
 def test_signatures_have_documented_names_dtypes_and_shapes(exported):
@@ -378,7 +428,7 @@ def test_models_config_and_requests_are_valid(exported):
   signatures = exported["loaded"].signatures
   requests = glob.glob(os.path.join(exported["dir"], contract.REQUESTS_DIR,
                                     "*.json"))
-  assert len(requests) == 4
+  assert len(requests) == 5
   for path in requests:
     with open(path) as f:
       body = json.load(f)

@@ -71,6 +71,11 @@ def _example_requests(vocabulary: data_lib.Vocabulary, k: int) -> dict:
       Signature.RERANK: {Input.USER_ID: [user],
                          Input.MOVIE_ID: [popular + [contract.PADDING_ID]],
                          Input.K: min(3, len(popular))},
+      # Leaves out the most rated movie as if rated since training, and
+      # keeps the training history in.
+      Signature.RETRIEVE_FILTERED: {
+          Input.USER_ID: [user, "no-such-user"], Input.K: k,
+          Input.SEEN: [popular[:1], popular[:1]], Input.INCLUDE_SEEN: True},
   }
   return {name: {"signature_name": name, "inputs": body}
           for name, body in inputs.items()}

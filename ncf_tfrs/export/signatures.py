@@ -11,6 +11,12 @@ names from `ncf_tfrs.serving.contract`):
   retrieve        user_id [B], k [] int32 -> movie_id [B, k], score [B, k],
                   is_fallback [B]   (exact top-k over the whole catalog)
   serving_default = retrieve
+  rerank_filtered, retrieve_filtered
+                  the same, with two more inputs: seen [B, S] string (movie
+                  ids to leave out besides the history, "" pads) and
+                  include_seen [] bool (true keeps the history in: re-watch
+                  lists). TF Serving signatures have no optional inputs, so
+                  these twins are how a plain client sets them.
 
 `is_fallback` marks users outside the vocabulary: `retrieve` gives them the
 most rated movies and `rerank` orders their candidates by popularity, rather
@@ -19,7 +25,9 @@ the served order (`RecommenderModel.rerank_scores`: retrieval logit + NCF
 log-probability), for any movies, rated or not.
 
 `retrieve` and `rerank` never return a movie the user rated in training (the
-export's `RatedHistory`, baked in) nor a movie twice: such candidates, like
+export's `RatedHistory`, baked in; unknown users have none) nor a movie
+twice, and the `_filtered` twins nor one of the request's `seen`: such
+candidates, like
 padding ("" in a short candidate list) and unknown movies, score
 `MASKED_SCORE`, below every real candidate, and come back as id "" when
 fewer than k movies are left.
@@ -46,6 +54,8 @@ def _string_spec(shape: Sequence[Optional[int]], name: str) -> tf.TensorSpec:
 
 
 _K_SPEC = tf.TensorSpec([], tf.int32, name=Input.K)
+_SEEN_SPEC = tf.TensorSpec([None, None], tf.string, name=Input.SEEN)
+_INCLUDE_SEEN_SPEC = tf.TensorSpec([], tf.bool, name=Input.INCLUDE_SEEN)
 
 
 class _Untracked:
@@ -189,12 +199,16 @@ class ServingModule(tf.Module):
         Output.IS_KNOWN_MOVIE: self._movie_index(movie_id) >= 0,
     }
 
-  @tf.function(input_signature=[
-      _string_spec([None], Input.USER_ID),
-      _string_spec([None, None], Input.MOVIE_ID), _K_SPEC])
-  def rerank(self, user_id, movie_id, k):
-    """The top k of each user's candidates in the served order."""
+  def _in_seen(self, index: tf.Tensor, seen: tf.Tensor) -> tf.Tensor:
+    """[B, C] bool: whether each catalog row of index [B, C] is among the
+    request's `seen` movie ids [B, S] (unknown ids and "" match nothing)."""
+    seen = self._movie_index(seen)
+    return tf.reduce_any((index[:, :, tf.newaxis] == seen[:, tf.newaxis, :]) &
+                         (seen >= 0)[:, tf.newaxis, :], axis=2)
+
+  def _rerank(self, user_id, movie_id, k, seen, include_seen):
     user_id = self._same_rows(user_id, movie_id)
+    seen = self._same_rows_seen(user_id, seen)
     with tf.control_dependencies(
         [self._check_k(k, tf.shape(movie_id)[1], "candidates")]):
       k = tf.identity(k)
@@ -203,14 +217,15 @@ class ServingModule(tf.Module):
     popularity = tf.gather(self.log_popularity, tf.maximum(index, 0))
     scores = tf.where(is_fallback[:, tf.newaxis], popularity,
                       self.model.rerank_scores(user_id, movie_id))
-    rated = self._is_rated(user_id, tf.maximum(index, 0))
+    rated = self._is_rated(user_id, tf.maximum(index, 0)) & ~include_seen
     # A candidate that an earlier one in its row repeats: [i, j] is i < j.
     position = tf.range(tf.shape(movie_id)[1])
     earlier = position[:, tf.newaxis] < position[tf.newaxis, :]
     repeat = tf.reduce_any(
         (index[:, :, tf.newaxis] == index[:, tf.newaxis, :]) &
         earlier[tf.newaxis], axis=1)
-    servable = (index >= 0) & ~rated & ~repeat
+    servable = ((index >= 0) & ~rated & ~repeat &
+                ~self._in_seen(index, seen))
     scores = tf.where(servable, scores, contract.MASKED_SCORE)
     top = tf.math.top_k(scores, k)
     movies = tf.gather(movie_id, top.indices, batch_dims=1)
@@ -221,36 +236,85 @@ class ServingModule(tf.Module):
         Output.IS_FALLBACK: is_fallback,
     }
 
-  @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
-                                _K_SPEC])
-  def retrieve(self, user_id, k):
-    """Exact top k of the whole catalog by retrieval logit (stock ops)."""
+  def _retrieve(self, user_id, k, seen, include_seen):
+    seen = self._same_rows_seen(user_id, seen)
     with tf.control_dependencies(
         [self._check_k(k, self._num_movies, "movies")]):
       k = tf.identity(k)
     is_fallback = self._is_fallback(user_id)
     logits = tf.matmul(self.model.query_embeddings(user_id),
                        self.catalog_embeddings, transpose_b=True)
-    logits = tf.where(self._rated(user_id), contract.MASKED_SCORE, logits)
-    top = tf.math.top_k(logits, k)
-    popular = tf.broadcast_to(tf.range(k), tf.shape(top.indices))
-    indices = tf.where(is_fallback[:, tf.newaxis], popular, top.indices)
-    scores = tf.where(is_fallback[:, tf.newaxis],
-                      tf.gather(self.log_popularity, popular), top.values)
+    # Unknown users rank the catalog by popularity (most rated first).
+    logits = tf.where(is_fallback[:, tf.newaxis],
+                      self.log_popularity[tf.newaxis, :], logits)
+    left_out = self._rated(user_id) & ~include_seen
+    seen = self._movie_index(seen)
+    known = seen >= 0
+    seen_rows = tf.where(known)[:, 0]
+    left_out |= tf.scatter_nd(
+        tf.stack([seen_rows, tf.cast(tf.boolean_mask(seen, known), tf.int64)],
+                 axis=1),
+        tf.ones(tf.shape(seen_rows)), tf.shape(logits, out_type=tf.int64)) > 0
+    top = tf.math.top_k(tf.where(left_out, contract.MASKED_SCORE, logits), k)
     return {
-        Output.MOVIE_ID: tf.where(scores > contract.MASKED_SCORE,
-                                  tf.gather(self.catalog, indices),
+        Output.MOVIE_ID: tf.where(top.values > contract.MASKED_SCORE,
+                                  tf.gather(self.catalog, top.indices),
                                   contract.PADDING_ID),
-        Output.SCORE: scores,
+        Output.SCORE: top.values,
         Output.IS_FALLBACK: is_fallback,
     }
+
+  def _same_rows_seen(self, user_id: tf.Tensor, seen: tf.Tensor) -> tf.Tensor:
+    check = tf.debugging.assert_equal(
+        tf.shape(user_id)[0], tf.shape(seen)[0],
+        message=f"{Input.USER_ID} [B] and {Input.SEEN} [B, S] must have the "
+        f"same number of rows B (one row of seen movies per user)")
+    with tf.control_dependencies([check]):
+      return tf.identity(seen)
+
+  def _no_seen(self, user_id: tf.Tensor) -> tf.Tensor:
+    return tf.fill(tf.stack([tf.shape(user_id)[0], 0]), contract.PADDING_ID)
+
+  @tf.function(input_signature=[
+      _string_spec([None], Input.USER_ID),
+      _string_spec([None, None], Input.MOVIE_ID), _K_SPEC])
+  def rerank(self, user_id, movie_id, k):
+    """The top k of each user's candidates in the served order."""
+    return self._rerank(user_id, movie_id, k, self._no_seen(user_id),
+                        tf.constant(False))
+
+  @tf.function(input_signature=[
+      _string_spec([None], Input.USER_ID),
+      _string_spec([None, None], Input.MOVIE_ID), _K_SPEC, _SEEN_SPEC,
+      _INCLUDE_SEEN_SPEC])
+  def rerank_filtered(self, user_id, movie_id, k, seen, include_seen):
+    """`rerank`, also leaving out `seen`; `include_seen` keeps the
+    training history in."""
+    return self._rerank(user_id, movie_id, k, seen, include_seen)
+
+  @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
+                                _K_SPEC])
+  def retrieve(self, user_id, k):
+    """Exact top k of the whole catalog by retrieval logit (stock ops)."""
+    return self._retrieve(user_id, k, self._no_seen(user_id),
+                          tf.constant(False))
+
+  @tf.function(input_signature=[_string_spec([None], Input.USER_ID), _K_SPEC,
+                                _SEEN_SPEC, _INCLUDE_SEEN_SPEC])
+  def retrieve_filtered(self, user_id, k, seen, include_seen):
+    """`retrieve`, also leaving out `seen`; `include_seen` keeps the
+    training history in."""
+    return self._retrieve(user_id, k, seen, include_seen)
 
   def signatures(self) -> dict:
     return {
         Signature.USER_EMBEDDING: self.user_embedding.get_concrete_function(),
         Signature.SCORE: self.score.get_concrete_function(),
         Signature.RERANK: self.rerank.get_concrete_function(),
+        Signature.RERANK_FILTERED: self.rerank_filtered.get_concrete_function(),
         Signature.RETRIEVE: self.retrieve.get_concrete_function(),
+        Signature.RETRIEVE_FILTERED:
+            self.retrieve_filtered.get_concrete_function(),
         Signature.DEFAULT: self.retrieve.get_concrete_function(),
     }
 

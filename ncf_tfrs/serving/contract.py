@@ -31,12 +31,14 @@ REQUESTS_DIR = "requests"
 
 
 class Signature:
-  """Signature names. The first five are in the stock model; the last two
+  """Signature names. The first seven are in the stock model; the last two
   only in the ScaNN-op model."""
   USER_EMBEDDING = "user_embedding"
   SCORE = "score"
   RERANK = "rerank"
+  RERANK_FILTERED = "rerank_filtered"
   RETRIEVE = "retrieve"
+  RETRIEVE_FILTERED = "retrieve_filtered"
   DEFAULT = "serving_default"  # = RETRIEVE
   SCANN_RETRIEVE = "scann_retrieve"
   RECOMMEND = "recommend"
@@ -47,6 +49,8 @@ class Input:
   USER_ID = features.USER_ID
   MOVIE_ID = features.MOVIE_ID
   K = "k"
+  SEEN = "seen"
+  INCLUDE_SEEN = "include_seen"
 
 
 class Output:
