@@ -168,6 +168,9 @@ def _commands(tmp: pathlib.Path) -> dict[str, list[tuple[list[str], int, str]]]:
       ],
       "ncf_tfrs.bench.__main__": [
           (["--suite=quality", "--seeds=one"], 2, "error: --seeds:"),
+          # Refused before the suite runs, not after.
+          (["--suite=data", f"--output={not_a_wheel}/bench.json"], 2,
+           f"error: --output={not_a_wheel} is a file, not a directory."),
       ],
       "ncf_tfrs.datasets.movielens_users.recbole_ml100k": [
           ([f"--wheel={not_a_wheel}", f"--output_dir={tmp / 'out'}"], 1,

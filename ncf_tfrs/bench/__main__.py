@@ -22,6 +22,7 @@ on.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from absl import app
@@ -197,6 +198,9 @@ def main(argv):
     print(json.dumps(_stage(_STAGE.value, _CONFIGS.value[0],
                             _DATA_DIR.value)))
     return
+  output = _OUTPUT.value or f"bench_{_SUITE.value}.json"
+  # Checked before the suite's minutes of work, created after it.
+  cli.check_writable_dir("output", os.path.dirname(os.path.abspath(output)))
   report = {
       "suite": _SUITE.value,
       "command": " ".join(["python -m ncf_tfrs.bench"] + sys.argv[1:]),
@@ -204,7 +208,7 @@ def main(argv):
       "repeats": _REPEATS.value,
   }
   report.update(_suite(_SUITE.value))
-  output = _OUTPUT.value or f"bench_{_SUITE.value}.json"
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   with open(output, "w") as f:
     json.dump(report, f, indent=2)
   print(f"\nwrote {output}")
