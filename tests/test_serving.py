@@ -278,6 +278,18 @@ def test_recommend_command_prints_titles(exported):
       *helpers.UNRATED_BY_U0}
   assert contract.PADDING_ID == ""
 
+  # --include_seen: u7's re-watch list, its best movies being rated ones.
+  run = subprocess.run(
+      [sys.executable, "-m", "ncf_tfrs.recommend",
+       f"--export_dir={exported['dir']}", f"--model_name={helpers.MODEL_NAME}",
+       "--user_id=u7", "--k=5", "--include_seen"],
+      capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+  assert run.returncode == 0, run.stderr[-2000:]
+  movies = {line.split("[movie ")[1].split(",")[0]
+            for line in run.stdout.splitlines()[1:]}
+  assert len(movies) == 5
+  assert movies <= helpers.rated(exported["history"], 7)
+
 
 def test_rated_file_round_trips_rows_with_large_and_empty_rows(tmp_path):
   # Differences above one byte, two bytes and three bytes; an empty row.
