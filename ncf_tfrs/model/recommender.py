@@ -141,9 +141,12 @@ class RecommenderModel(tfrs.Model):
         bias=config.ncf_bias,
         name="ncf")
 
+    # Hard-negative mining reorders the candidates: TFRS's own loss then.
+    self._softmax_loss = (
+        InBatchSoftmaxLoss(reduction=tf.keras.losses.Reduction.SUM)
+        if config.num_hard_negatives is None else None)
     self.retrieval_task = tfrs.tasks.Retrieval(
-        loss=(InBatchSoftmaxLoss(reduction=tf.keras.losses.Reduction.SUM)
-              if config.num_hard_negatives is None else None),
+        loss=self._softmax_loss,
         temperature=config.temperature,
         num_hard_negatives=config.num_hard_negatives,
         # Accidental hits are masked with `score_mask` (see retrieval_loss).
@@ -312,6 +315,11 @@ class RecommenderModel(tfrs.Model):
     def chunk_loss(chunk: Mapping[str, tf.Tensor]) -> tf.Tensor:
       chunk = dict(chunk)
       ids = chunk.pop("candidate_ids", None)
+      if ids is not None and self._softmax_loss is not None:
+        # Accidental hits left out by the loss itself, without a mask.
+        with self._softmax_loss.repeated_positives(ids):
+          return self.retrieval_task(
+              **chunk, compute_metrics=False, compute_batch_metrics=False)
       if ids is not None:
         # TFRS's accidental-hit removal builds its mask from float one-hot
         # labels in five passes over the chunk's logits; a boolean mask of
