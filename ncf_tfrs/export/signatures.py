@@ -167,15 +167,16 @@ class ServingModule(tf.Module):
         tf.logical_and(k >= 1, k <= limit), True,
         message=f"k must be between 1 and the number of {what}")
 
-  def _same_rows(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> tf.Tensor:
-    """user_id, checked to have one row of movie_id per user: a mismatch
+  def _one_row_per_user(self, user_id: tf.Tensor, rows: tf.Tensor,
+                        name: str, what: str) -> tf.Tensor:
+    """`rows` (input `name`), checked to have one row per user: a mismatch
     fails naming both inputs, not deep inside the scorer's einsum."""
     check = tf.debugging.assert_equal(
-        tf.shape(user_id)[0], tf.shape(movie_id)[0],
-        message=f"{Input.USER_ID} [B] and {Input.MOVIE_ID} [B, C] must have "
-        f"the same number of rows B (one row of movies per user)")
+        tf.shape(user_id)[0], tf.shape(rows)[0],
+        message=f"{Input.USER_ID} [B] and {name} must have the same number "
+        f"of rows B (one row of {what} per user)")
     with tf.control_dependencies([check]):
-      return tf.identity(user_id)
+      return tf.identity(rows)
 
   @tf.function(input_signature=[_string_spec([None], Input.USER_ID)])
   def user_embedding(self, user_id):
@@ -190,7 +191,8 @@ class ServingModule(tf.Module):
       _string_spec([None, None], Input.MOVIE_ID)])
   def score(self, user_id, movie_id):
     """Every score of users [B] against their movies [B, C]."""
-    user_id = self._same_rows(user_id, movie_id)
+    movie_id = self._one_row_per_user(user_id, movie_id,
+                                       f"{Input.MOVIE_ID} [B, C]", "movies")
     logits = self.model.rerank_logits(user_id, movie_id)
     return {
         Output.SCORE: self.model.rerank_scores(user_id, movie_id),
@@ -207,8 +209,10 @@ class ServingModule(tf.Module):
                          (seen >= 0)[:, tf.newaxis, :], axis=2)
 
   def _rerank(self, user_id, movie_id, k, seen, include_seen):
-    user_id = self._same_rows(user_id, movie_id)
-    seen = self._same_rows_seen(user_id, seen)
+    movie_id = self._one_row_per_user(user_id, movie_id,
+                                       f"{Input.MOVIE_ID} [B, C]", "movies")
+    seen = self._one_row_per_user(user_id, seen, f"{Input.SEEN} [B, S]",
+                                   "seen movies")
     with tf.control_dependencies(
         [self._check_k(k, tf.shape(movie_id)[1], "candidates")]):
       k = tf.identity(k)
@@ -237,7 +241,8 @@ class ServingModule(tf.Module):
     }
 
   def _retrieve(self, user_id, k, seen, include_seen):
-    seen = self._same_rows_seen(user_id, seen)
+    seen = self._one_row_per_user(user_id, seen, f"{Input.SEEN} [B, S]",
+                                   "seen movies")
     with tf.control_dependencies(
         [self._check_k(k, self._num_movies, "movies")]):
       k = tf.identity(k)
@@ -263,14 +268,6 @@ class ServingModule(tf.Module):
         Output.SCORE: top.values,
         Output.IS_FALLBACK: is_fallback,
     }
-
-  def _same_rows_seen(self, user_id: tf.Tensor, seen: tf.Tensor) -> tf.Tensor:
-    check = tf.debugging.assert_equal(
-        tf.shape(user_id)[0], tf.shape(seen)[0],
-        message=f"{Input.USER_ID} [B] and {Input.SEEN} [B, S] must have the "
-        f"same number of rows B (one row of seen movies per user)")
-    with tf.control_dependencies([check]):
-      return tf.identity(seen)
 
   def _no_seen(self, user_id: tf.Tensor) -> tf.Tensor:
     return tf.fill(tf.stack([tf.shape(user_id)[0], 0]), contract.PADDING_ID)
