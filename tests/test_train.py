@@ -66,7 +66,7 @@ def test_train_writes_model_dir_metrics_curve_and_export(data_dir, tmp_path):
   assert [p["step"] for p in curve] == [6, 8]
   assert curve[0]["train_seconds"] < curve[1]["train_seconds"]
   assert all(0.0 < p["ranking_auc"] <= 1.0 for p in curve)
-  # Its own time is recorded, so benchmarks can take it out of the run's.
+  # Each point records what it cost the run.
   assert all(p["evaluation_seconds"] > 0.0 for p in curve)
 
   # Validation after the one epoch, in metrics.json and in TensorBoard's

@@ -177,6 +177,7 @@ def render_train(doc: dict[str, Any], images: dict[str, str],
                       "wall s", "ratings/s", "peak RSS GiB", "AUC",
                       "accuracy", "log loss", "MSE", "MAE",
                       "retrieval recall@100"], rows), ""]
+
   list_rows = []
   product, tutorial = stages.get("product"), stages.get("tutorial")
   for title, stage, prefix, all_k in (
