@@ -138,12 +138,11 @@ class ServingModule(tf.Module):
                                 tf.gather(self.rated_row_splits, rows + 1))
     return tf.gather(self.rated_movies, positions)
 
-  def _rated(self, user_ids: tf.Tensor) -> tf.Tensor:
-    """[B, num_movies] bool: the movies each user rated in training."""
-    rated = self._rated_rows(user_ids)
-    indices = tf.stack([rated.value_rowids(),
-                        tf.cast(rated.flat_values, tf.int64)], axis=1)
-    shape = tf.stack([tf.shape(user_ids, out_type=tf.int64)[0],
+  def _catalog_mask(self, movies: tf.RaggedTensor) -> tf.Tensor:
+    """[B, num_movies] bool: True at each row's catalog rows [B, (n)]."""
+    indices = tf.stack([movies.value_rowids(),
+                        tf.cast(movies.flat_values, tf.int64)], axis=1)
+    shape = tf.stack([movies.nrows(),
                       tf.constant(self._num_movies, tf.int64)])
     return tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1]), shape) > 0
 
@@ -252,14 +251,10 @@ class ServingModule(tf.Module):
     # Unknown users rank the catalog by popularity (most rated first).
     logits = tf.where(is_fallback[:, tf.newaxis],
                       self.log_popularity[tf.newaxis, :], logits)
-    left_out = self._rated(user_id) & ~include_seen
     seen = self._movie_index(seen)
-    known = seen >= 0
-    seen_rows = tf.where(known)[:, 0]
-    left_out |= tf.scatter_nd(
-        tf.stack([seen_rows, tf.cast(tf.boolean_mask(seen, known), tf.int64)],
-                 axis=1),
-        tf.ones(tf.shape(seen_rows)), tf.shape(logits, out_type=tf.int64)) > 0
+    left_out = ((self._catalog_mask(self._rated_rows(user_id)) &
+                 ~include_seen) |
+                self._catalog_mask(tf.ragged.boolean_mask(seen, seen >= 0)))
     top = tf.math.top_k(tf.where(left_out, contract.MASKED_SCORE, logits), k)
     return {
         Output.MOVIE_ID: tf.where(top.values > contract.MASKED_SCORE,

@@ -215,6 +215,15 @@ class ListEvaluator:
     def add(name, values):
       sums[name] = sums.get(name, 0.0) + float(values.sum())
 
+    def reranked(rerank, user_ids, candidates, candidate_ids, keep=True):
+      """The first list_size of candidates [U, C] (catalog positions,
+      `candidate_ids` their ids) in `rerank`'s order; `keep` False last."""
+      order = np.where(keep, rerank(user_ids, candidate_ids).numpy(), -np.inf)
+      return np.take_along_axis(
+          candidates,
+          np.argsort(-order, axis=1, kind="stable")[:, :config.list_size],
+          axis=1)
+
     for start in range(0, len(users), config.batch_size):
       batch = users[start:start + config.batch_size]
       shape = (len(batch), len(catalog))
@@ -232,12 +241,8 @@ class ListEvaluator:
         held_out_ratings += int(num_relevant.sum())
         # The list as served before rated movies were left out.
         with_seen = unmasked_top[:, :config.num_candidates]
-        order = rerankers["rerank"](user_ids,
-                                    tf.constant(catalog[with_seen])).numpy()
-        with_seen = np.take_along_axis(
-            with_seen,
-            np.argsort(-order, axis=1, kind="stable")[:, :config.list_size],
-            axis=1)
+        with_seen = reranked(rerankers["rerank"], user_ids, with_seen,
+                             tf.constant(catalog[with_seen]))
       scores[seen_rows] = -np.inf
       top = tf.math.top_k(scores, k=min(max_k, len(catalog))).indices.numpy()
       for k in config.recall_ks:
@@ -252,9 +257,7 @@ class ListEvaluator:
       unseen = np.isfinite(np.take_along_axis(scores, cands, axis=1))
       lists = {"retrieval": top[:, :n], "rerank_with_seen": with_seen}
       for name, rerank in rerankers.items():
-        order = np.where(unseen, rerank(user_ids, cand_ids).numpy(), -np.inf)
-        lists[name] = np.take_along_axis(
-            cands, np.argsort(-order, axis=1, kind="stable")[:, :n], axis=1)
+        lists[name] = reranked(rerank, user_ids, cands, cand_ids, unseen)
       # The n most rated unseen movies lie within the first n + (most movies
       # a user of the batch has seen) of the catalog.
       head = popularity[:n + int(np.bincount(seen_rows[0]).max(initial=0))]
