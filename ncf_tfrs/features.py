@@ -17,6 +17,12 @@ LIKED_THRESHOLD = 3.0
 # Training batches only: the movie's share of training ratings, for the
 # retrieval task's sampling-bias (logQ) correction.
 MOVIE_SAMPLING_PROB = "movie_sampling_prob"
+# A user's ratings given in place of (or besides) the user id: movie ids [B, H]
+# padded with HISTORY_PAD, and their ratings [B, H] (0 where padded). Training
+# batches carry them for the examples that drop their user id.
+HISTORY_MOVIE_ID = "history_movie_id"
+HISTORY_RATING = "history_rating"
+HISTORY_PAD = ""
 
 # MovieLens's half-star rating levels, lowest first, and ml-32m's count of
 # ratings at each (mean 3.54, 63% above LIKED_THRESHOLD).

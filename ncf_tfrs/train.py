@@ -62,6 +62,12 @@ _VALIDATION_FRACTION = flags.DEFINE_float(
     lower_bound=0.0, upper_bound=1.0)
 _SEED = flags.DEFINE_integer("seed", _D.data.seed,
                              "Seed of the splits and of shuffling.")
+_COLD_USERS = flags.DEFINE_float(
+    "cold_user_fraction", _D.data.cold_user_fraction,
+    "Share of the users held out of training entirely, then served from "
+    "their first 5, 10 and 20 ratings as new users (metrics.json's "
+    "cold_users; needs --history_share > 0). 0: none.",
+    lower_bound=0.0, upper_bound=0.5)
 
 # Model.
 _RETRIEVAL_DIM = flags.DEFINE_integer(
@@ -95,6 +101,15 @@ _NCF_L2 = flags.DEFINE_float(
 _NCF_BIAS = flags.DEFINE_bool(
     "ncf_bias", _D.model.ncf_bias,
     "Add a learned user bias and movie bias to the NCF logit.")
+_HISTORY_SHARE = flags.DEFINE_float(
+    "history_share", _D.model.history_share,
+    "Share of each training batch scored from a sample of the user's other "
+    "ratings instead of the user id, training the history encoder that "
+    "serves users known only by their ratings (0: no history side).",
+    lower_bound=0.0, upper_bound=0.9)
+_HISTORY_LENGTH = flags.DEFINE_integer(
+    "history_length", _D.model.history_length,
+    "Most ratings in a training history.", lower_bound=1)
 _RETRIEVAL_BATCH = flags.DEFINE_integer(
     "retrieval_batch_size", _D.model.retrieval_batch_size,
     "The in-batch softmax runs over chunks of this many ratings of each "
@@ -219,7 +234,8 @@ def config_from_flags() -> config_lib.ExperimentConfig:
             split=_SPLIT.value,
             test_fraction=_TEST_FRACTION.value,
             validation_fraction=_VALIDATION_FRACTION.value,
-            seed=_SEED.value),
+            seed=_SEED.value,
+            cold_user_fraction=_COLD_USERS.value),
         model=model_lib.ModelConfig(
             retrieval_embedding_dim=_RETRIEVAL_DIM.value,
             ncf_embedding_dim=_NCF_DIM.value,
@@ -230,6 +246,8 @@ def config_from_flags() -> config_lib.ExperimentConfig:
             retrieval_l2=_RETRIEVAL_L2.value,
             ncf_l2=_NCF_L2.value,
             ncf_bias=_NCF_BIAS.value,
+            history_share=_HISTORY_SHARE.value,
+            history_length=_HISTORY_LENGTH.value,
             retrieval_batch_size=_RETRIEVAL_BATCH.value,
             sampling_bias_correction=_BIAS_CORRECTION.value,
             remove_accidental_hits=_ACCIDENTAL_HITS.value),

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from ncf_tfrs import data as data_lib
+from ncf_tfrs.training import cold_users
 from ncf_tfrs.training import evaluation
 
 USERS = np.array([b"u0", b"u1"], dtype=object)
@@ -139,3 +140,67 @@ def test_users_sample_is_seeded_and_cutoffs_are_checked():
     evaluation.evaluate_lists(
         _Model(), vocabulary, train, test,
         evaluation.ListEvalConfig(recall_ks=(5,), list_size=1))
+
+
+COLD_CATALOG = np.array([b"c", b"a", b"b", b"d", b"e", b"f"], dtype=object)
+# Retrieval score of each movie for a user with an empty history; a movie in
+# the history scores 10 more times its rating.
+COLD_BASE = {b"a": 6.0, b"b": 1.0, b"c": 5.0, b"d": 4.0, b"e": 3.0, b"f": 2.0}
+COLD_RERANK = {b"a": 1.0, b"b": 0.0, b"c": 0.0, b"d": 0.0, b"e": 9.0,
+               b"f": 8.0}
+
+
+class _HistoryModel:
+  """The calls of `ColdUserEvaluator`, as TensorFlow ops over the catalog."""
+
+  def __init__(self):
+    self._movies = tf.keras.layers.StringLookup(vocabulary=COLD_CATALOG,
+                                                num_oov_indices=1)
+
+  def candidate_embeddings(self, movie_ids):
+    return tf.eye(len(movie_ids))
+
+  def history_query_embeddings(self, history_movie_ids, history_ratings):
+    base = tf.constant([[COLD_BASE[m] for m in COLD_CATALOG]])
+    given = tf.one_hot(self._movies(history_movie_ids) - 1,
+                       len(COLD_CATALOG)) * history_ratings[..., None]
+    return base + 10.0 * tf.reduce_sum(given, axis=1)
+
+  def history_rerank_scores(self, history_movie_ids, history_ratings,
+                            movie_ids):
+    scores = tf.constant([0.0] + [COLD_RERANK[m] for m in COLD_CATALOG])
+    return tf.gather(scores, self._movies(movie_ids))
+
+
+def test_cold_users_are_served_from_their_first_ratings():
+  users = np.array([b"n0", b"n1"], dtype=object)
+  movies = np.array([b"a", b"b", b"c", b"d", b"e", b"f"], dtype=object)
+  # n0 gives b and d (its first two by time) and then likes a and e; n1 has
+  # nothing after its first two and is not scored.
+  rows = [(0, 4, 4.0, 4), (0, 1, 5.0, 1), (0, 3, 2.0, 2), (0, 0, 5.0, 3),
+          (0, 2, 1.0, 5), (1, 0, 5.0, 1), (1, 1, 5.0, 2)]
+  user, movie, rating, time = zip(*rows)
+  held_out = data_lib.Ratings(
+      user_ids=users, movie_ids=movies, user=np.array(user, np.int32),
+      movie=np.array(movie, np.int32), rating=np.array(rating, np.float32),
+      timestamp=np.array(time, np.int64))
+  vocabulary = data_lib.Vocabulary(user_ids=np.array([b"x"], dtype=object),
+                                   movie_ids=COLD_CATALOG,
+                                   movie_counts=np.arange(6, 0, -1))
+  metrics = cold_users.ColdUserEvaluator(
+      vocabulary, held_out, num_given=2,
+      config=evaluation.ListEvalConfig(list_size=2, num_candidates=4))(
+          _HistoryModel())
+  ideal = 1 + 1 / math.log2(3)
+  assert metrics["cold_users"] == 1
+  # Retrieval, b and d left out: a, c (then e, f as candidates).
+  assert metrics["history_retrieval_liked_recall_at_2"] == 0.5
+  assert metrics["history_retrieval_liked_ndcg_at_2"] == pytest.approx(
+      1 / ideal)
+  # Served: the four candidates reranked: e, f.
+  assert metrics["history_served_liked_recall_at_2"] == 0.5
+  assert metrics["history_served_liked_ndcg_at_2"] == pytest.approx(1 / ideal)
+  # Most rated unseen: c, a.
+  assert metrics["popularity_liked_recall_at_2"] == 0.5
+  assert metrics["popularity_liked_ndcg_at_2"] == pytest.approx(
+      1 / math.log2(3) / ideal)

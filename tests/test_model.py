@@ -345,3 +345,85 @@ def test_rating_task_teaches_the_liked_logit_what_liked_labels_cannot():
         logits[closer > 0][:, None] > logits[closer == 0][None, :])
   assert aucs[1.0] > 0.9
   assert aucs[0.0] < 0.7
+
+
+HISTORY = dataclasses.replace(SMALL, history_share=0.25, history_length=5)
+
+
+def _with_histories(rows, batch_size, length=5):
+  """Batches whose first quarter carries each user's other movies."""
+  def batches():
+    for start in range(0, len(rows[features.USER_ID]), batch_size):
+      batch = {k: v[start:start + batch_size] for k, v in rows.items()}
+      n = batch_size // 4
+      ids = np.full((n, length), features.HISTORY_PAD, dtype=object)
+      ratings = np.zeros((n, length), np.float32)
+      for i in range(n):
+        mine = np.flatnonzero((rows[features.USER_ID] ==
+                               batch[features.USER_ID][i]) &
+                              (rows[features.MOVIE_ID] !=
+                               batch[features.MOVIE_ID][i]))[:length]
+        ids[i, :len(mine)] = rows[features.MOVIE_ID][mine]
+        ratings[i, :len(mine)] = rows[features.RATING][mine]
+      batch[features.HISTORY_MOVIE_ID] = ids.astype(str)
+      batch[features.HISTORY_RATING] = ratings
+      yield {k: tf.constant(v) for k, v in batch.items()}
+  return list(batches())
+
+
+def test_history_side_leaves_users_known_by_id_as_without_it():
+  rows = _ratings(256, planted=True)
+  batches = _with_histories(rows, 64)
+  plain, with_history = _compiled(), _compiled(HISTORY)
+  def shared_weights():
+    return [v.numpy() for v in with_history.trainable_weights
+            if "history" not in v.name]
+  plain(batches[0])
+  with_history(batches[0])
+  for v, w in zip(plain.trainable_weights, shared_weights()):
+    v.assign(w)  # The same start.
+  def step(model, batch):
+    return model.fit(tf.data.Dataset.from_tensors(batch), verbose=0).history
+  for batch in batches:
+    step(plain, {k: v for k, v in batch.items()
+                 if not k.startswith("history_")})
+    logs = step(with_history, batch)
+  assert logs["history_loss"][0] > 0
+  assert len(plain.trainable_weights) == len(shared_weights())
+  for a, b in zip([v.numpy() for v in plain.trainable_weights],
+                  shared_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  before = [w.copy() for w in with_history.history_encoder.get_weights()]
+  step(with_history, batches[0])
+  assert any((a != b).any() for a, b in zip(
+      before, with_history.history_encoder.get_weights()))
+
+
+def test_history_query_ignores_pads_and_unknown_movies():
+  model = _compiled(HISTORY)
+  model(_tensors(_ratings(8)))
+  short = model.history_query_embeddings(
+      tf.constant([["m1", "m2"]]), tf.constant([[5.0, 1.0]]))
+  padded = model.history_query_embeddings(
+      tf.constant([["m1", "", "unknown", "m2"]]),
+      tf.constant([[5.0, 0.0, 4.0, 1.0]]))
+  np.testing.assert_allclose(short, padded, rtol=1e-6)
+  flipped = model.history_query_embeddings(
+      tf.constant([["m1", "m2"]]), tf.constant([[1.0, 5.0]]))
+  assert not np.allclose(short, flipped)
+  with pytest.raises(ValueError, match="history_share"):
+    _compiled().history_query_embeddings(tf.constant([["m1"]]),
+                                         tf.constant([[5.0]]))
+
+
+def test_history_served_order_matches_a_user_whose_rows_equal_it():
+  model = _compiled(HISTORY)
+  model(_tensors(_ratings(8)))
+  ids, ratings = tf.constant([["m1", "m3"]]), tf.constant([[4.0, 2.0]])
+  rows = model._encode_history(ids, ratings)  # pylint: disable=protected-access
+  model.query_tower.embedding.embeddings[1].assign(rows["query"][0])
+  model.ncf.user_embedding.embedding.embeddings[1].assign(rows["ncf"][0])
+  candidates = tf.constant([["m0", "m5", "m7"]])
+  np.testing.assert_allclose(
+      model.history_rerank_scores(ids, ratings, candidates),
+      model.rerank_scores(tf.constant([USERS[0]]), candidates), rtol=1e-5)

@@ -296,3 +296,44 @@ def test_prepare_fails_fast_when_grouplens_cannot_be_reached(
   assert "ml-100k.zip cannot be reached" in message
   assert "no manual_dir given" in message
   assert tried == [(("files.grouplens.org", 443), 5.0)]
+
+
+def test_histories_are_other_ratings_of_the_same_user():
+  r = _ratings()
+  rated = {(u, m): x for u, m, x in zip(r.user_ids[r.user],
+                                        r.movie_ids[r.movie], r.rating)}
+  ds = data_lib.make_dataset(r, batch_size=40, seed=5, drop_remainder=True,
+                             history_share=0.25, history_length=6)
+  lengths = []
+  for batch in ds.as_numpy_iterator():
+    ids = batch[features.HISTORY_MOVIE_ID]
+    assert ids.shape == (10, 6)  # The batch's first quarter, 6 wide.
+    for i in range(10):
+      user, own = batch[features.USER_ID][i], batch[features.MOVIE_ID][i]
+      given = [(m, x) for m, x in zip(ids[i], batch[features.HISTORY_RATING][i])
+               if m != features.HISTORY_PAD.encode()]
+      assert own not in [m for m, _ in given]
+      for movie, rating in given:
+        assert rated[(user, movie)] == rating
+      lengths.append(len(given))
+  assert min(lengths) >= 0 and max(lengths) == 6 and len(set(lengths)) > 3
+  again = data_lib.make_dataset(r, batch_size=40, seed=5, drop_remainder=True,
+                                history_share=0.25, history_length=6)
+  first = next(ds.as_numpy_iterator())[features.HISTORY_MOVIE_ID]
+  assert (next(again.as_numpy_iterator())[features.HISTORY_MOVIE_ID] ==
+          first).all()
+
+
+def test_held_out_users_take_all_their_ratings_and_give_their_first():
+  r = _ratings()
+  kept, held = data_lib.hold_out_users(r, 0.2, seed=3)
+  assert len(np.unique(held.user)) == 10
+  assert not set(kept.user) & set(held.user)
+  assert len(kept) + len(held) == len(r)
+  assert data_lib.hold_out_users(r, 0.2, seed=3)[1].user.tolist() == (
+      held.user.tolist())
+  first, rest = data_lib.first_by_time(held, 4)
+  for u in np.unique(held.user):
+    times = np.sort(held.timestamp[held.user == u])
+    assert sorted(first.timestamp[first.user == u]) == list(times[:4])
+    assert sorted(rest.timestamp[rest.user == u]) == list(times[4:])

@@ -87,6 +87,30 @@ def test_train_writes_model_dir_metrics_curve_and_export(data_dir, tmp_path):
                         "rated.npz")
 
 
+def test_held_out_users_are_served_from_their_first_ratings(data_dir,
+                                                             tmp_path):
+  cfg = _smoke_config(data_dir, str(tmp_path))
+  cfg = dataclasses.replace(
+      cfg, data=dataclasses.replace(cfg.data, cold_user_fraction=0.1),
+      model=dataclasses.replace(cfg.model, history_share=0.25))
+  metrics = train.run(cfg)
+  cold = metrics["cold_users"]
+  assert sorted(cold) == ["given_10", "given_20", "given_5"]
+  assert 0 < cold["given_20"]["cold_users"] <= cold["given_5"]["cold_users"]
+  for name in ("history_served", "history_retrieval", "popularity"):
+    assert 0.0 <= cold["given_10"][f"{name}_liked_recall_at_10"] <= 1.0
+  # Nobody held out was trained on or split into the test.
+  vocab = data_lib.Vocabulary.load(str(tmp_path / "vocabulary"))
+  ratings = data_lib.load("synthetic-small", data_dir)
+  _, held = data_lib.hold_out_users(ratings, 0.1, cfg.data.seed)
+  assert not set(held.user_ids[held.user]) & set(vocab.user_ids)
+  assert metrics["train_ratings"] + metrics["validation_ratings"] + (
+      metrics["test_ratings"]) == len(ratings) - len(held)
+  with pytest.raises(ValueError, match="history_share"):
+    dataclasses.replace(cfg, model=dataclasses.replace(cfg.model,
+                                                       history_share=0.0))
+
+
 def _same(resumed, whole, path=""):
   """Asserts two metrics.json agree on every figure but wall-clock time."""
   if isinstance(whole, dict):

@@ -21,6 +21,8 @@ from ncf_tfrs.data.movielens import Movies
 from ncf_tfrs.data.movielens import prepare
 from ncf_tfrs.data.movielens import Ratings
 from ncf_tfrs.data.splits import carve_validation
+from ncf_tfrs.data.splits import first_by_time
+from ncf_tfrs.data.splits import hold_out_users
 from ncf_tfrs.data.splits import SPLIT_METHODS
 from ncf_tfrs.data.splits import split
 from ncf_tfrs.data.splits import SplitMethod

@@ -32,7 +32,9 @@ def make_dataset(ratings: Ratings,
                  shard_index: int = 0,
                  passes: int = 1,
                  first_batch: int = 0,
-                 batches_per_pass: int | None = None) -> tf.data.Dataset:
+                 batches_per_pass: int | None = None,
+                 history_share: float = 0.0,
+                 history_length: int = 20) -> tf.data.Dataset:
   """Batches `ratings` into the dicts the model trains on.
 
   Each batch is one gather from in-memory columns, so the pipeline costs
@@ -63,10 +65,19 @@ def make_dataset(ratings: Ratings,
       pass 0: those a resumed run already trained on.
     batches_per_pass: at most this many batches of each pass (a distributed
       run's steps per epoch, so that passes stay aligned with epochs).
+    history_share: give the first round(history_share * batch_size)
+      examples of each batch a history: a sample of their user's other
+      ratings in `ratings` (never the example's own movie), for the model's
+      history encoder (`ncf_tfrs.model.history`).
+    history_length: the most ratings in a history; each example draws its
+      length from 1 to this (or the user's whole history when shorter).
 
   Returns:
     A dataset of dicts: user_id and movie_id (tf.string), liked and
-    user_rating (float32), movie_sampling_prob (float32).
+    user_rating (float32), movie_sampling_prob (float32); with
+    `history_share`, history_movie_id (tf.string, "" pads) and
+    history_rating (float32, 0 pads), [N, history_length] for the batch's
+    first N examples.
   """
   if batch_size <= 0:
     raise ValueError(f"batch_size must be positive, got {batch_size}.")
@@ -96,17 +107,24 @@ def make_dataset(ratings: Ratings,
                      f"{passes * num_batches_here}].")
   first_pass, first_in_pass = divmod(first_batch, num_batches_here)
 
+  histories = (_HistorySampler(ratings, movie_ids, history_length, seed)
+               if history_share else None)
+  num_history = int(round(history_share * batch_size))
+
   def batch(index):
     u = tf.gather(user, index)
     m = tf.gather(movie, index)
     r = tf.gather(rating, index)
-    return {
+    columns = {
         features.USER_ID: tf.gather(user_ids, u),
         features.MOVIE_ID: tf.gather(movie_ids, m),
         features.LIKED: tf.cast(r > features.LIKED_THRESHOLD, tf.float32),
         features.RATING: r,
         features.MOVIE_SAMPLING_PROB: tf.gather(sampling_prob, m),
     }
+    if histories is not None:
+      columns.update(histories(u[:num_history], m[:num_history], index))
+    return columns
 
   def pass_batches(p):
     order = tf.range(n)
@@ -128,3 +146,58 @@ def make_dataset(ratings: Ratings,
   ds = ds.apply(tf.data.experimental.assert_cardinality(
       passes * num_batches_here - first_batch))
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class _HistorySampler:
+  """Draws each example's history from its user's ratings, in the graph.
+
+  The users' ratings are held as CSR columns; an example's history is its
+  user's whole list when it fits in its drawn length, else a uniform sample
+  of that many (with replacement, so it costs O(length), not O(list)).
+  The example's own movie is padded out: the model must not see the rating
+  it predicts. Draws are stateless, seeded by the batch's first rating row,
+  so a resumed run draws the same histories.
+  """
+
+  def __init__(self, ratings: Ratings, movie_ids: tf.Tensor, length: int,
+               seed: int):
+    order = np.argsort(ratings.user, kind="stable")
+    counts = np.bincount(ratings.user, minlength=len(ratings.user_ids))
+    self._starts = tf.constant(np.concatenate([[0], np.cumsum(counts)[:-1]]),
+                               tf.int64)
+    self._counts = tf.constant(counts, tf.int64)
+    self._movie = tf.constant(ratings.movie[order])
+    self._rating = tf.constant(ratings.rating[order])
+    self._movie_ids = tf.concat([movie_ids, [features.HISTORY_PAD]], axis=0)
+    self._pad = len(ratings.movie_ids)
+    self._length = length
+    self._seed = seed
+
+  def __call__(self, users: tf.Tensor, movies: tf.Tensor,
+               index: tf.Tensor) -> dict[str, tf.Tensor]:
+    n, h = tf.shape(users)[0], self._length
+    seed = tf.stack([tf.constant(self._seed, tf.int64),
+                     tf.cast(index[0], tf.int64)])
+    counts = tf.gather(self._counts, users)
+    lengths = tf.minimum(counts, tf.random.stateless_uniform(
+        [n], seed, minval=1, maxval=h + 1, dtype=tf.int64))
+    positions = tf.range(h, dtype=tf.int64)[tf.newaxis, :]
+    drawn = tf.cast(tf.random.stateless_uniform(
+        [n, h], seed + 1) * tf.cast(counts[:, tf.newaxis], tf.float32),
+                    tf.int64)
+    # A short list is read from a random start, wrapping around.
+    start = drawn[:, :1]
+    offsets = tf.where(counts[:, tf.newaxis] <= h,
+                       (positions + start) % tf.maximum(counts, 1)[:, None],
+                       tf.minimum(drawn, counts[:, tf.newaxis] - 1))
+    rows = tf.gather(self._starts, users)[:, tf.newaxis] + offsets
+    valid = positions < lengths[:, tf.newaxis]
+    rows = tf.where(valid, rows, 0)
+    movie = tf.gather(self._movie, rows)
+    valid &= tf.not_equal(movie, movies[:, tf.newaxis])
+    return {
+        features.HISTORY_MOVIE_ID: tf.gather(
+            self._movie_ids, tf.where(valid, movie, self._pad)),
+        features.HISTORY_RATING: tf.where(
+            valid, tf.gather(self._rating, rows), 0.0),
+    }

@@ -88,3 +88,37 @@ def carve_validation(train: Ratings,
   seed, so it is a held-out sample of the same kind.
   """
   return split(train, method, fraction, seed + 1)
+
+
+def hold_out_users(ratings: Ratings, fraction: float = 0.1,
+                   seed: int = 42) -> tuple[Ratings, Ratings]:
+  """Splits ratings by user into (kept, held out): a seeded `fraction` of
+  the users, with all their ratings, is held out.
+
+  The held-out users are new to a model trained on the kept ratings: the
+  cold-user evaluation gives it the first ratings of each
+  (`first_by_time`) and scores its recommendations on the rest.
+  """
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f"fraction must be in (0, 1), got {fraction}.")
+  users = np.unique(ratings.user)
+  num_held = int(round(fraction * len(users)))
+  if not 0 < num_held < len(users):
+    raise ValueError(f"{len(users)} users are too few to hold out "
+                     f"{fraction} of them.")
+  held = np.random.RandomState(seed).choice(users, num_held, replace=False)
+  is_held = np.isin(ratings.user, held)
+  return ratings.take(~is_held), ratings.take(is_held)
+
+
+def first_by_time(ratings: Ratings, n: int) -> tuple[Ratings, Ratings]:
+  """Splits each user's ratings into (their first n by time, the rest);
+  ties in time keep the canonical order."""
+  if n < 1:
+    raise ValueError(f"n must be positive, got {n}.")
+  order = _by_user_and_time(ratings)
+  user = ratings.user[order]
+  starts = np.searchsorted(user, user, side="left")
+  is_first = np.empty(len(user), dtype=bool)
+  is_first[order] = np.arange(len(user)) - starts < n
+  return ratings.take(is_first), ratings.take(~is_first)

@@ -39,6 +39,12 @@ class ModelConfig:
     rating_weight: Weight of the ordinal rating task (see `RatingThresholds`),
       which trains the NCF logit on every half-star threshold of the rating,
       not only on liked; 0 skips the task.
+    history_share: Share of each training batch that drops its user ids and
+      is scored from a sample of the users' other ratings instead, training
+      `history.HistoryEncoder` for users known only by their ratings; 0
+      builds no history side.
+    history_length: Most ratings sampled per history in training (each
+      example draws how many, from 1 to this, so short histories are seen).
   """
   retrieval_embedding_dim: int = 32
   ncf_embedding_dim: int = 16
@@ -54,6 +60,8 @@ class ModelConfig:
   ncf_l2: float = 0.0
   ncf_bias: bool = False
   rating_weight: float = 0.0
+  history_share: float = 0.0
+  history_length: int = 20
 
   def __post_init__(self):
     if min(self.retrieval_weight, self.ranking_weight, self.rating_weight) < 0:
@@ -65,6 +73,10 @@ class ModelConfig:
       raise ValueError("rating_weight > 0 needs ranking_weight > 0: the "
                        "rating task trains the NCF scorer next to the ranking "
                        "task.")
+    if not 0.0 <= self.history_share < 1.0:
+      raise ValueError(f"history_share must be in [0, 1): {self}")
+    if self.history_length < 1:
+      raise ValueError(f"history_length must be positive: {self}")
     if self.retrieval_batch_size is not None and self.retrieval_batch_size < 1:
       raise ValueError(f"retrieval_batch_size must be positive: {self}")
 

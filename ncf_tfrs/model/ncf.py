@@ -51,11 +51,10 @@ class NcfScorer(tf.keras.layers.Layer):
     self._embedding_dim = embedding_dim
     self._bias = bias
     regularizer = tf.keras.regularizers.L2(l2) if l2 else None
-    width = 2 * embedding_dim + int(bias)
     self.user_embedding = towers.IdEmbedding(
-        user_vocabulary, width, l2=l2, name="user_embedding")
+        user_vocabulary, self.user_width, l2=l2, name="user_embedding")
     self.movie_embedding = towers.IdEmbedding(
-        movie_vocabulary, width, l2=l2, name="movie_embedding")
+        movie_vocabulary, self.user_width, l2=l2, name="movie_embedding")
     self.mlp = tf.keras.Sequential(
         [tf.keras.layers.Dense(units, activation="relu",
                                kernel_regularizer=regularizer)
@@ -70,6 +69,11 @@ class NcfScorer(tf.keras.layers.Layer):
     """Scores pairs: `user_id` [B] and `movie_id` [B] strings -> logits [B]."""
     return self.score(
         inputs[features.USER_ID], inputs[features.MOVIE_ID], training=training)
+
+  @property
+  def user_width(self) -> int:
+    """Width of a user's row: GMF, MLP and the optional bias."""
+    return 2 * self._embedding_dim + int(self._bias)
 
   def score(self,
             user_ids: tf.Tensor,
@@ -86,7 +90,15 @@ class NcfScorer(tf.keras.layers.Layer):
     Returns:
       Logits shaped like `movie_ids`.
     """
-    user = self.user_embedding(user_ids, training=training)
+    return self.score_rows(self.user_embedding(user_ids, training=training),
+                           movie_ids, training=training)
+
+  def score_rows(self,
+                 user: tf.Tensor,
+                 movie_ids: tf.Tensor,
+                 training: bool = False) -> tf.Tensor:
+    """`score` from users' table rows [B, W] (`user_embedding`'s width),
+    however obtained: looked up, or built from a history."""
     movie = self.movie_embedding(movie_ids, training=training)
     if movie.shape.rank > user.shape.rank:
       # The user is looked up once and broadcast over its candidates.

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from ncf_tfrs import features
+from ncf_tfrs.model import history
 from ncf_tfrs.model import ncf
 from ncf_tfrs.model import towers
 from ncf_tfrs.model.config import ModelConfig
@@ -141,6 +142,11 @@ class RecommenderModel(tfrs.Model):
         bias=config.ncf_bias,
         name="ncf")
 
+    if config.history_share:
+      self.history_encoder = history.HistoryEncoder(
+          movie_width=config.retrieval_embedding_dim + self.ncf.user_width,
+          query_dim=config.retrieval_embedding_dim,
+          ncf_user_width=self.ncf.user_width)
     # Hard-negative mining reorders the candidates: TFRS's own loss then.
     self._softmax_loss = (
         InBatchSoftmaxLoss(reduction=tf.keras.losses.Reduction.SUM)
@@ -168,6 +174,8 @@ class RecommenderModel(tfrs.Model):
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
     self.regularization_loss_tracker = tf.keras.metrics.Mean(
         name="regularization_loss")
+    if config.history_share:
+      self.history_loss_tracker = tf.keras.metrics.Mean(name="history_loss")
     if config.retrieval_weight:
       self.retrieval_loss_tracker = tf.keras.metrics.Mean(
           name="retrieval_loss")
@@ -217,21 +225,72 @@ class RecommenderModel(tfrs.Model):
     per-user constant. Their sum, log P(watch) + log P(liked | watch), ranks
     by the chance that the user watches the movie and likes it.
     """
-    query = self.query_tower(user_ids)
+    return self._served_order(self.query_tower(user_ids),
+                              self.ncf.user_embedding(user_ids), movie_ids)
+
+  def history_query_embeddings(self, history_movie_ids: tf.Tensor,
+                               history_ratings: tf.Tensor) -> tf.Tensor:
+    """Retrieval queries [B, D] of users given by their ratings [B, H]
+    (movie ids, `features.HISTORY_PAD` where padded)."""
+    return self._encode_history(history_movie_ids, history_ratings)["query"]
+
+  def history_rerank_scores(self, history_movie_ids: tf.Tensor,
+                            history_ratings: tf.Tensor,
+                            movie_ids: tf.Tensor) -> tf.Tensor:
+    """`rerank_scores` of users given by their ratings [B, H]."""
+    rows = self._encode_history(history_movie_ids, history_ratings)
+    return self._served_order(rows["query"], rows["ncf"], movie_ids)
+
+  def _encode_history(self, movie_ids: tf.Tensor,
+                      ratings: tf.Tensor) -> Mapping[str, tf.Tensor]:
+    """Histories [B, H] -> the history encoder's query and NCF user row, from
+    the movies' candidate and NCF embeddings."""
+    if not self._config.history_share:
+      raise ValueError("This model has no history side: train it with "
+                       "history_share > 0.")
+    rows = self.candidate_tower.lookup(movie_ids)
+    movies = tf.concat(
+        [self.candidate_tower.embedding(rows),
+         self.ncf.movie_embedding.embedding(rows)], axis=-1)
+    return self.history_encoder(
+        movies, (rows > 0) & (movie_ids != features.HISTORY_PAD), ratings)
+
+  def _served_order(self, query: tf.Tensor, ncf_user: tf.Tensor,
+                    movie_ids: tf.Tensor) -> tf.Tensor:
     candidates = self.candidate_tower(movie_ids)
     retrieval = tf.einsum("bd,bcd->bc", query, candidates)
     if self._config.temperature:
       retrieval /= self._config.temperature
-    return retrieval + tf.math.log_sigmoid(self.ncf.score(user_ids, movie_ids))
+    return retrieval + tf.math.log_sigmoid(
+        self.ncf.score_rows(ncf_user, movie_ids))
 
   def train_step(self, inputs):
-    """One optimizer step on the batch-summed objective."""
-    with tf.GradientTape() as tape:
+    """One optimizer step on the batch-summed objective.
+
+    With histories in the batch, the history encoder's variables step on
+    `history_loss` alone, and every other variable on the objective alone.
+    """
+    histories = (self._config.history_share and
+                 features.HISTORY_MOVIE_ID in inputs)
+    with tf.GradientTape(persistent=histories) as tape:
       loss = self.compute_loss(inputs, training=True)
       regularization_loss = self._regularization_loss()
       total_loss = loss + regularization_loss
-    gradients = tape.gradient(total_loss, self.trainable_variables)
-    self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+      if histories:
+        history_loss = self.history_loss(inputs, training=True)
+    variables = self.trainable_variables
+    gradients = tape.gradient(total_loss, variables)
+    if histories:
+      encoder = self.history_encoder.trainable_variables
+      encoder_gradients = dict(zip(
+          [v.ref() for v in encoder], tape.gradient(history_loss, encoder)))
+      gradients = [encoder_gradients.get(v.ref(), g)
+                   for v, g in zip(variables, gradients)]
+      num_history = tf.cast(
+          tf.shape(inputs[features.HISTORY_MOVIE_ID])[0], tf.float32)
+      self.history_loss_tracker.update_state(history_loss / num_history,
+                                             sample_weight=num_history)
+    self.optimizer.apply_gradients(zip(gradients, variables))
     return self._report(inputs, total_loss, regularization_loss)
 
   def test_step(self, inputs):
@@ -281,9 +340,59 @@ class RecommenderModel(tfrs.Model):
         loss += self._config.rating_weight * rating_loss
     return loss
 
+  def history_loss(self, inputs: Mapping[str, tf.Tensor],
+                   training: bool = False) -> tf.Tensor:
+    """The history encoder's loss on the batch's history examples.
+
+    A batch's histories [N, H] belong to its first N examples; here those
+    are scored as users known only by their ratings: the retrieval query and
+    the NCF user row come from the history encoder, not the user id, against
+    the same movies and labels (the tasks' weighted losses), and are pulled
+    towards the rows the user id has learned (squared distance).
+    `train_step` applies this loss to the encoder's own variables only, so
+    users known by id train exactly as without it. 0 when the batch has no
+    histories.
+    """
+    if (not self._config.history_share or
+        features.HISTORY_MOVIE_ID not in inputs):
+      return tf.constant(0.0)
+    movie_ids = inputs[features.HISTORY_MOVIE_ID]
+    encoded = self._encode_history(movie_ids, inputs[features.HISTORY_RATING])
+    num_history = movie_ids.shape[0]
+    if num_history is None:
+      num_history = tf.shape(movie_ids)[0]
+    examples = {name: inputs[name][:num_history]
+                for name in (features.MOVIE_ID, features.LIKED,
+                             features.RATING, features.MOVIE_SAMPLING_PROB)
+                if name in inputs}
+    # Distillation: the rows the user's id has learned from all their
+    # ratings are what a history should stand in for. The tasks' losses
+    # alone teach the encoder little beyond popularity.
+    users = inputs[features.USER_ID][:num_history]
+    loss = (tf.reduce_sum(tf.square(
+        encoded["query"] - tf.stop_gradient(self.query_tower(users)))) +
+            tf.reduce_sum(tf.square(
+                encoded["ncf"] -
+                tf.stop_gradient(self.ncf.user_embedding(users)))))
+    if self._config.retrieval_weight:
+      loss += self._config.retrieval_weight * self.retrieval_loss(
+          examples, training=training, queries=encoded["query"])
+    if self._config.ranking_weight:
+      logits = self.ncf.score_rows(encoded["ncf"], examples[features.MOVIE_ID])
+      loss += self._config.ranking_weight * self.ranking_task(
+          labels=tf.expand_dims(examples[features.LIKED], -1),
+          predictions=tf.expand_dims(logits, -1), compute_metrics=False)
+      if self._config.rating_weight:
+        loss += self._config.rating_weight * self.rating_task(
+            labels=RatingThresholds.labels(examples[features.RATING]),
+            predictions=self.rating_thresholds(logits),
+            compute_metrics=False)
+    return loss
+
   def retrieval_loss(self,
                      inputs: Mapping[str, tf.Tensor],
-                     training: bool = False) -> tf.Tensor:
+                     training: bool = False,
+                     queries: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Summed in-batch softmax loss, the softmax running within each chunk.
 
     Chunks are consecutive `retrieval_batch_size` examples (the last one may
@@ -293,13 +402,15 @@ class RecommenderModel(tfrs.Model):
     Args:
       inputs: A batch of features.
       training: Whether this is a training step.
+      queries: The examples' queries [B, D], when not their users' id
+        embeddings.
 
     Returns:
       Scalar: the loss summed over the examples of the batch.
     """
-    user_ids = inputs[features.USER_ID]
     movie_ids = inputs[features.MOVIE_ID]
-    queries = self.query_tower(user_ids, training=training)
+    if queries is None:
+      queries = self.query_tower(inputs[features.USER_ID], training=training)
     candidates = self.candidate_tower(movie_ids, training=training)
     columns = {"query_embeddings": queries, "candidate_embeddings": candidates}
     if self._config.sampling_bias_correction:

@@ -34,6 +34,10 @@ class DataConfig:
       validation, on which training keeps its epochs and stops early; 0
       trains on the whole training split and keeps the last epoch.
     seed: seed of the splits (and of shuffling).
+    cold_user_fraction: share of the users held out of training entirely
+      (seeded), before the split, for the cold-user evaluation: each gives
+      their first ratings as a new user's request would
+      (`ncf_tfrs.training.cold_users`); 0 holds out no one.
   """
   dataset: str = "synthetic-small"
   data_dir: str | None = None
@@ -43,11 +47,15 @@ class DataConfig:
   test_fraction: float = 0.2
   validation_fraction: float = 0.1
   seed: int = 42
+  cold_user_fraction: float = 0.0
 
   def __post_init__(self):
     if not 0.0 <= self.validation_fraction < 1.0:
       raise ValueError("validation_fraction must be in [0, 1), got "
                        f"{self.validation_fraction}.")
+    if not 0.0 <= self.cold_user_fraction < 1.0:
+      raise ValueError("cold_user_fraction must be in [0, 1), got "
+                       f"{self.cold_user_fraction}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +126,11 @@ class ExperimentConfig:
   eval: evaluation.ListEvalConfig = evaluation.ListEvalConfig()
   export: ExportConfig = ExportConfig()
   distribute: distribute.DistributeConfig = distribute.DistributeConfig()
+
+  def __post_init__(self):
+    if self.data.cold_user_fraction and not self.model.history_share:
+      raise ValueError("cold_user_fraction > 0 needs history_share > 0: "
+                       "held-out users are served from their ratings.")
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -29,6 +29,7 @@ from ncf_tfrs.training import callbacks as callbacks_lib
 from ncf_tfrs.training import checkpoints
 from ncf_tfrs.training import config as config_lib
 from ncf_tfrs.training import distribute
+from ncf_tfrs.training import cold_users
 from ncf_tfrs.training import evaluation
 from ncf_tfrs.training import projector
 from ncf_tfrs.training import resume
@@ -84,6 +85,10 @@ def run(cfg: config_lib.ExperimentConfig,
   data_lib.prepare(data.dataset, data.data_dir, data.manual_dir, data.download)
   movies = data_lib.load_movies(data.dataset, data.data_dir)
   ratings = data_lib.load(data.dataset, data.data_dir, movies)
+  cold = None
+  if data.cold_user_fraction:
+    ratings, cold = data_lib.hold_out_users(ratings, data.cold_user_fraction,
+                                            data.seed)
   train_and_validation, test = data_lib.split(ratings, data.split,
                                               data.test_fraction, data.seed)
   if data.validation_fraction:
@@ -111,7 +116,9 @@ def run(cfg: config_lib.ExperimentConfig,
         train, batch_size, shuffle=True, seed=data.seed,
         movie_counts=train_counts, drop_remainder=True, num_shards=num_shards,
         shard_index=shard_index, passes=passes, first_batch=first_batch,
-        batches_per_pass=batches_per_pass)
+        batches_per_pass=batches_per_pass,
+        history_share=cfg.model.history_share,
+        history_length=cfg.model.history_length)
   def eval_dataset(ratings, num_shards=1, shard_index=0):
     return data_lib.make_dataset(
         ratings, cfg.train.eval_batch_size, shuffle=False,
@@ -256,6 +263,10 @@ def run(cfg: config_lib.ExperimentConfig,
   ranking = model.evaluate(test_ds, return_dict=True, verbose=0)
   lists = evaluation.evaluate_lists(model, vocabulary, train_and_validation,
                                     test, cfg.eval)
+  cold_metrics = {
+      f"given_{n}": cold_users.ColdUserEvaluator(vocabulary, cold, n,
+                                                 cfg.eval)(model)
+      for n in cold_users.GIVEN_RATINGS} if cold else None
   projector.write_movie_projector(
       os.path.join(model_dir, checkpoints.LOG_DIR), model, vocabulary, movies)
   metrics = {
@@ -273,6 +284,7 @@ def run(cfg: config_lib.ExperimentConfig,
       "epoch_boundary_seconds": epoch_timer.boundary_seconds,
       "test": {k: float(v) for k, v in ranking.items()},
       "lists": lists,
+      **({"cold_users": cold_metrics} if cold_metrics else {}),
       "distribution_strategy": cfg.distribute.strategy,
       "replicas_per_step": distribute.replicas_per_step(strategy),
       **distributed_metrics,
