@@ -5,7 +5,9 @@ r"""Prints a user's top k movies from an export.
 
 In process by default; with --rest_url (e.g. http://localhost:8501) or
 --grpc_target (localhost:8500) the model runs in TF Serving and only ScaNN
-runs here. Unknown users get the most rated movies, marked as a fallback.
+runs here. Unknown users get the most rated movies, marked as a fallback,
+unless they bring ratings: with --history 1:5,50:4.5 (and an export trained
+with --history_share) a user the model never saw is served from them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ _SEEN = flags.DEFINE_list(
 _INCLUDE_SEEN = flags.DEFINE_bool(
     "include_seen", False,
     "Keep the movies the user rated in training in (re-watch lists).")
+_HISTORY = flags.DEFINE_list(
+    "history", [],
+    "Ratings the user gave, as movie_id:rating pairs (one user), e.g. "
+    "1:5,50:4.5: a user the model never saw is served from them; they are "
+    "left out of the list. Needs an export trained with --history_share.")
 _NUM_CANDIDATES = flags.DEFINE_integer(
     "num_candidates", None,
     "ScaNN candidates to rerank (default: the export's).")
@@ -63,16 +70,32 @@ def _recommender() -> serving.Recommender:
       _NUM_CANDIDATES.value)
 
 
+def _parse_history(entries: list[str]) -> list[tuple[str, float]]:
+  pairs = []
+  for entry in entries:
+    movie_id, _, rating = entry.rpartition(":")
+    try:
+      value = float(rating)
+    except ValueError:
+      value = None
+    if not movie_id or value is None or not 0.5 <= value <= 5.0:
+      raise app.UsageError(f"--history entry {entry!r}: expected "
+                           "movie_id:rating with a rating from 0.5 to 5.")
+    pairs.append((movie_id, value))
+  return pairs
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  user_ids, seen = _USER_ID.value, _SEEN.value
-  if seen and len(user_ids) != 1:
-    raise app.UsageError("--seen applies to a single --user_id.")
+  user_ids, seen, history = _USER_ID.value, _SEEN.value, _HISTORY.value
+  if (seen or history) and len(user_ids) != 1:
+    raise app.UsageError("--seen and --history apply to a single --user_id.")
   seen = [seen] if seen else None
+  history = [_parse_history(history)] if history else None
   try:
     results = _recommender().recommend(user_ids, _K.value, seen,
-                                       _INCLUDE_SEEN.value)
+                                       _INCLUDE_SEEN.value, history)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   for result in results:

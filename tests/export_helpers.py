@@ -19,8 +19,10 @@ NUM_USERS = 50
 NUM_MOVIES = 3000
 DIM = 16
 MODEL_NAME = "tiny"
+# With a history side, so the exports carry the *_history signatures too.
 CONFIG = model_lib.ModelConfig(
-    retrieval_embedding_dim=DIM, ncf_embedding_dim=4, ncf_mlp_layers=(8, 4))
+    retrieval_embedding_dim=DIM, ncf_embedding_dim=4, ncf_mlp_layers=(8, 4),
+    history_share=0.25)
 
 
 def vocabulary() -> data_lib.Vocabulary:

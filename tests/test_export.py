@@ -173,6 +173,10 @@ for _name in ("rerank", "retrieve"):
   SIGNATURES[f"{_name}_filtered"] = (
       {**SIGNATURES[_name][0], "seen": (tf.string, [None, None]),
        "include_seen": (tf.bool, [])}, SIGNATURES[_name][1])
+for _name in ("user_embedding", "score", "rerank", "retrieve"):
+  SIGNATURES[f"{_name}_history"] = (
+      {**SIGNATURES[_name][0], "history_movie_id": (tf.string, [None, None]),
+       "history_rating": (tf.float32, [None, None])}, SIGNATURES[_name][1])
 
 
 def test_signatures_have_documented_names_dtypes_and_shapes(exported):
@@ -452,3 +456,53 @@ def test_model_dir_round_trip(exported, tmp_path):
   users, movies = tf.constant(["u1", "u2"]), tf.constant([["m1", "m2"]] * 2)
   np.testing.assert_allclose(rebuilt.rerank_scores(users, movies),
                              model.rerank_scores(users, movies), rtol=1e-6)
+
+
+def test_history_signatures_serve_new_users_from_their_ratings(exported):
+  model, signatures = exported["model"], exported["loaded"].signatures
+  users = tf.constant(["newbie", "u7", "nobody"])
+  # "" pads; "unknown" is no catalog movie, so "nobody" brings nothing.
+  given = tf.constant([["m1", "m5", ""], ["m1", "", ""],
+                       ["unknown", "", ""]])
+  stars = tf.constant([[5.0, 1.0, 0.0], [4.0, 0.0, 0.0], [5.0, 0.0, 0.0]])
+  out = signatures["retrieve_history"](
+      user_id=users, history_movie_id=given, history_rating=stars,
+      k=tf.constant(10))
+  assert out["is_fallback"].numpy().tolist() == [False, False, True]
+  catalog = model.candidate_embeddings(
+      tf.constant(exported["vocab"].movie_ids)).numpy()
+  query = model.history_query_embeddings(given[:1], stars[:1]).numpy()[0]
+  scores = catalog @ query
+  scores[[1, 5]] = -np.inf  # The request's own movies are left out.
+  assert [m.decode() for m in out["movie_id"][0].numpy()] == [
+      f"m{i}" for i in np.argsort(-scores)[:10]]
+  # u7 is known: its own list, less the request's movie m1 and its rated.
+  own = signatures["retrieve_filtered"](
+      user_id=users[1:2], k=tf.constant(10), seen=given[1:2, :1],
+      include_seen=tf.constant(False))
+  assert out["movie_id"][1].numpy().tolist() == (
+      own["movie_id"][0].numpy().tolist())
+  # Nothing known in the request: the most rated movies.
+  assert out["movie_id"][2].numpy().tolist() == [
+      f"m{i}".encode() for i in range(10)]
+
+  candidates = tf.constant([[f"m{i}" for i in range(20, 40)]] * 3)
+  scored = signatures["score_history"](
+      user_id=users, history_movie_id=given, history_rating=stars,
+      movie_id=candidates)
+  np.testing.assert_allclose(
+      scored["score"][0],
+      model.history_rerank_scores(given[:1], stars[:1], candidates[:1])[0],
+      rtol=1e-5)
+  np.testing.assert_allclose(
+      scored["score"][1],
+      model.rerank_scores(users[1:2], candidates[:1])[0], rtol=1e-5)
+  reranked = signatures["rerank_history"](
+      user_id=users[:1], history_movie_id=given[:1],
+      history_rating=stars[:1],
+      movie_id=tf.constant([["m1", "m20", "m21", "m22"]]), k=tf.constant(4))
+  assert reranked["movie_id"][0, -1].numpy() == b""  # m1 was rated.
+  with pytest.raises(tf.errors.InvalidArgumentError, match="history_rating"):
+    signatures["retrieve_history"](
+        user_id=users, history_movie_id=given, history_rating=stars[:, :2],
+        k=tf.constant(10))

@@ -420,7 +420,7 @@ def test_history_served_order_matches_a_user_whose_rows_equal_it():
   model = _compiled(HISTORY)
   model(_tensors(_ratings(8)))
   ids, ratings = tf.constant([["m1", "m3"]]), tf.constant([[4.0, 2.0]])
-  rows = model._encode_history(ids, ratings)  # pylint: disable=protected-access
+  rows = model.encode_history(ids, ratings)
   model.query_tower.embedding.embeddings[1].assign(rows["query"][0])
   model.ncf.user_embedding.embedding.embeddings[1].assign(rows["ncf"][0])
   candidates = tf.constant([["m0", "m5", "m7"]])

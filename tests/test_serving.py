@@ -117,6 +117,9 @@ def test_unknown_user_is_flagged_and_gets_the_most_rated_unseen(exported):
   assert [r.is_fallback for r in results] == [True, False]
   assert results[0].movie_ids == ["m1", "m3", "m4", "m5"]
   assert results[0].titles[0] == "Movie 1 (2000)"
+  # Alone: no known user to search for (ScaNN refuses an empty batch).
+  [alone] = exported["recommender"].recommend(["nobody"], k=2)
+  assert alone.is_fallback and alone.movie_ids == ["m0", "m1"]
 
 
 def test_rerank_of_given_candidates(exported):
@@ -303,3 +306,46 @@ def test_rated_file_round_trips_rows_with_large_and_empty_rows(tmp_path):
   assert list(user_ids) == [b"a", b"b", b"c", b"d"]
   np.testing.assert_array_equal(splits, row_splits)
   np.testing.assert_array_equal(again, movies)
+
+
+def test_new_user_is_served_from_the_ratings_in_the_request(
+    exported, monkeypatch):
+  recommender, model = exported["recommender"], exported["model"]
+  given = [("m1", 5.0), ("m5", 1.0)]
+  new, known = recommender.recommend(["newbie", "u2"], k=10,
+                                     history=[given, given])
+  assert not new.is_fallback and len(new.movie_ids) == 10
+  assert not {"m1", "m5"} & set(new.movie_ids + known.movie_ids)
+  expected = model.history_rerank_scores(
+      tf.constant([["m1", "m5"]]), tf.constant([[5.0, 1.0]]),
+      tf.constant([new.movie_ids])).numpy()[0]
+  np.testing.assert_allclose(new.scores, expected, rtol=1e-5)
+  assert new.scores == sorted(new.scores, reverse=True)
+  # A known user keeps its own list, less the movies in the request.
+  [alone] = recommender.recommend(["u2"], k=12, seen=[["m1", "m5"]])
+  assert known.movie_ids == alone.movie_ids[:10]
+  with pytest.raises(ValueError, match="entry 1"):
+    recommender.recommend(["newbie"], history=[[("m1", 5.0), ("m2", 9.0)]])
+  monkeypatch.setitem(recommender.catalog.manifest, "history_side", False)
+  with pytest.raises(ValueError, match="history_share"):
+    recommender.recommend(["newbie"], history=[given])
+
+
+def test_recommend_command_serves_a_new_user_from_history(exported):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+  command = [sys.executable, "-m", "ncf_tfrs.recommend",
+             f"--export_dir={exported['dir']}",
+             f"--model_name={helpers.MODEL_NAME}", "--user_id=newbie",
+             "--k=3"]
+  run = subprocess.run(command + ["--history=m1:5,m5:1.5"],
+                       capture_output=True, text=True, env=env, timeout=900,
+                       cwd=ROOT)
+  assert run.returncode == 0, run.stderr[-2000:]
+  lines = run.stdout.splitlines()
+  assert lines[0] == "user newbie" and len(lines) == 4
+  assert not {"m1", "m5"} & {line.split("[movie ")[1].split(",")[0]
+                             for line in lines[1:]}
+  run = subprocess.run(command + ["--history=m1:5,m5"], capture_output=True,
+                       text=True, env=env, timeout=900, cwd=ROOT)
+  assert run.returncode != 0
+  assert "--history entry 'm5'" in run.stderr

@@ -130,7 +130,9 @@ def export_model(model: model_lib.RecommenderModel,
       history.save(os.path.join(path, contract.RATED_FILE))
     manifest = {"version": version, "model_name": model_name,
                 "embedding_dim": int(embeddings.shape[1]),
-                "distance": "dot_product", "scann": settings}
+                "distance": "dot_product", "scann": settings,
+                # The *_history signatures: users served from their ratings.
+                "history_side": bool(model.config.history_share)}
     with open(os.path.join(path, contract.MANIFEST_FILE), "w") as f:
       json.dump(manifest, f, indent=2)
 

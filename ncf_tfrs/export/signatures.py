@@ -35,7 +35,7 @@ fewer than k movies are left.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -63,6 +63,19 @@ class _Untracked:
 
   def __init__(self, value):
     self.value = value
+
+
+_HISTORY_SPECS = [_string_spec([None, None], Input.HISTORY_MOVIE_ID),
+                  tf.TensorSpec([None, None], tf.float32,
+                                name=Input.HISTORY_RATING)]
+
+
+class _UserSide(NamedTuple):
+  """What the served order needs of each user [B]: the retrieval query, the
+  NCF user row, and whether the user gets the popularity fallback."""
+  query: tf.Tensor
+  ncf: tf.Tensor
+  is_fallback: tf.Tensor
 
 
 class ServingModule(tf.Module):
@@ -127,6 +140,35 @@ class ServingModule(tf.Module):
   def _is_fallback(self, user_ids: tf.Tensor) -> tf.Tensor:
     return tf.equal(self.model.query_tower.lookup(user_ids), 0)
 
+  def _id_side(self, user_id: tf.Tensor) -> _UserSide:
+    return _UserSide(self.model.query_embeddings(user_id),
+                     self.model.ncf.user_embedding(user_id),
+                     self._is_fallback(user_id))
+
+  def _history_side(self, user_id: tf.Tensor, history_movie_id: tf.Tensor,
+                    history_rating: tf.Tensor) -> _UserSide:
+    """Users known by id keep their id's rows; the others are served from
+    the ratings in the request, or, with none of a known movie, get the
+    popularity fallback."""
+    history_movie_id = self._one_row_per_user(
+        user_id, history_movie_id, f"{Input.HISTORY_MOVIE_ID} [B, H]",
+        "rated movies")
+    check = tf.debugging.assert_equal(
+        tf.shape(history_movie_id), tf.shape(history_rating),
+        message=f"{Input.HISTORY_MOVIE_ID} and {Input.HISTORY_RATING} must "
+        "have the same shape [B, H] (one rating per movie id)")
+    with tf.control_dependencies([check]):
+      history_rating = tf.identity(history_rating)
+    by_id = self._id_side(user_id)
+    by_history = self.model.encode_history(history_movie_id, history_rating)
+    known = ~by_id.is_fallback
+    has_history = tf.reduce_any(self._movie_index(history_movie_id) >= 0,
+                                axis=1)
+    return _UserSide(
+        tf.where(known[:, tf.newaxis], by_id.query, by_history["query"]),
+        tf.where(known[:, tf.newaxis], by_id.ncf, by_history["ncf"]),
+        ~known & ~has_history)
+
   def _movie_index(self, movie_ids: tf.Tensor) -> tf.Tensor:
     """Catalog row of each movie id, -1 for unknown ones."""
     return self.model.candidate_tower.lookup(movie_ids) - 1
@@ -190,11 +232,15 @@ class ServingModule(tf.Module):
       _string_spec([None, None], Input.MOVIE_ID)])
   def score(self, user_id, movie_id):
     """Every score of users [B] against their movies [B, C]."""
+    return self._score(user_id, movie_id, self._id_side(user_id))
+
+  def _score(self, user_id, movie_id, side: _UserSide):
     movie_id = self._one_row_per_user(user_id, movie_id,
                                        f"{Input.MOVIE_ID} [B, C]", "movies")
-    logits = self.model.rerank_logits(user_id, movie_id)
+    logits = self.model.ncf.score_rows(side.ncf, movie_id)
     return {
-        Output.SCORE: self.model.rerank_scores(user_id, movie_id),
+        Output.SCORE: self.model.served_scores(side.query, side.ncf,
+                                               movie_id),
         Output.NCF_LOGIT: logits,
         Output.LIKED_PROB: tf.sigmoid(logits),
         Output.IS_KNOWN_MOVIE: self._movie_index(movie_id) >= 0,
@@ -207,7 +253,8 @@ class ServingModule(tf.Module):
     return tf.reduce_any((index[:, :, tf.newaxis] == seen[:, tf.newaxis, :]) &
                          (seen >= 0)[:, tf.newaxis, :], axis=2)
 
-  def _rerank(self, user_id, movie_id, k, seen, include_seen):
+  def _rerank(self, user_id, movie_id, k, seen, include_seen,
+              side: _UserSide):
     movie_id = self._one_row_per_user(user_id, movie_id,
                                        f"{Input.MOVIE_ID} [B, C]", "movies")
     seen = self._one_row_per_user(user_id, seen, f"{Input.SEEN} [B, S]",
@@ -215,11 +262,12 @@ class ServingModule(tf.Module):
     with tf.control_dependencies(
         [self._check_k(k, tf.shape(movie_id)[1], "candidates")]):
       k = tf.identity(k)
-    is_fallback = self._is_fallback(user_id)
+    is_fallback = side.is_fallback
     index = self._movie_index(movie_id)
     popularity = tf.gather(self.log_popularity, tf.maximum(index, 0))
     scores = tf.where(is_fallback[:, tf.newaxis], popularity,
-                      self.model.rerank_scores(user_id, movie_id))
+                      self.model.served_scores(side.query, side.ncf,
+                                               movie_id))
     rated = self._is_rated(user_id, tf.maximum(index, 0)) & ~include_seen
     # A candidate that an earlier one in its row repeats: [i, j] is i < j.
     position = tf.range(tf.shape(movie_id)[1])
@@ -239,15 +287,14 @@ class ServingModule(tf.Module):
         Output.IS_FALLBACK: is_fallback,
     }
 
-  def _retrieve(self, user_id, k, seen, include_seen):
+  def _retrieve(self, user_id, k, seen, include_seen, side: _UserSide):
     seen = self._one_row_per_user(user_id, seen, f"{Input.SEEN} [B, S]",
                                    "seen movies")
     with tf.control_dependencies(
         [self._check_k(k, self._num_movies, "movies")]):
       k = tf.identity(k)
-    is_fallback = self._is_fallback(user_id)
-    logits = tf.matmul(self.model.query_embeddings(user_id),
-                       self.catalog_embeddings, transpose_b=True)
+    is_fallback = side.is_fallback
+    logits = tf.matmul(side.query, self.catalog_embeddings, transpose_b=True)
     # Unknown users rank the catalog by popularity (most rated first).
     logits = tf.where(is_fallback[:, tf.newaxis],
                       self.log_popularity[tf.newaxis, :], logits)
@@ -273,7 +320,7 @@ class ServingModule(tf.Module):
   def rerank(self, user_id, movie_id, k):
     """The top k of each user's candidates in the served order."""
     return self._rerank(user_id, movie_id, k, self._no_seen(user_id),
-                        tf.constant(False))
+                        tf.constant(False), self._id_side(user_id))
 
   @tf.function(input_signature=[
       _string_spec([None], Input.USER_ID),
@@ -282,24 +329,74 @@ class ServingModule(tf.Module):
   def rerank_filtered(self, user_id, movie_id, k, seen, include_seen):
     """`rerank`, also leaving out `seen`; `include_seen` keeps the
     training history in."""
-    return self._rerank(user_id, movie_id, k, seen, include_seen)
+    return self._rerank(user_id, movie_id, k, seen, include_seen,
+                        self._id_side(user_id))
 
   @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
                                 _K_SPEC])
   def retrieve(self, user_id, k):
     """Exact top k of the whole catalog by retrieval logit (stock ops)."""
     return self._retrieve(user_id, k, self._no_seen(user_id),
-                          tf.constant(False))
+                          tf.constant(False), self._id_side(user_id))
 
   @tf.function(input_signature=[_string_spec([None], Input.USER_ID), _K_SPEC,
                                 _SEEN_SPEC, _INCLUDE_SEEN_SPEC])
   def retrieve_filtered(self, user_id, k, seen, include_seen):
     """`retrieve`, also leaving out `seen`; `include_seen` keeps the
     training history in."""
-    return self._retrieve(user_id, k, seen, include_seen)
+    return self._retrieve(user_id, k, seen, include_seen,
+                          self._id_side(user_id))
+
+  @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
+                                *_HISTORY_SPECS])
+  def user_embedding_history(self, user_id, history_movie_id,
+                             history_rating):
+    """`user_embedding`, users outside the vocabulary served from their
+    ratings in the request (fallback only without one of a known movie)."""
+    side = self._history_side(user_id, history_movie_id, history_rating)
+    return {Output.EMBEDDING: side.query, Output.IS_FALLBACK: side.is_fallback}
+
+  @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
+                                *_HISTORY_SPECS,
+                                _string_spec([None, None], Input.MOVIE_ID)])
+  def score_history(self, user_id, history_movie_id, history_rating,
+                    movie_id):
+    """`score`, users outside the vocabulary served from their ratings."""
+    return self._score(user_id, movie_id, self._history_side(
+        user_id, history_movie_id, history_rating))
+
+  @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
+                                *_HISTORY_SPECS,
+                                _string_spec([None, None], Input.MOVIE_ID),
+                                _K_SPEC])
+  def rerank_history(self, user_id, history_movie_id, history_rating,
+                     movie_id, k):
+    """`rerank`, users outside the vocabulary served from their ratings;
+    the request's rated movies are left out too."""
+    return self._rerank(user_id, movie_id, k, history_movie_id,
+                        tf.constant(False), self._history_side(
+                            user_id, history_movie_id, history_rating))
+
+  @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
+                                *_HISTORY_SPECS, _K_SPEC])
+  def retrieve_history(self, user_id, history_movie_id, history_rating, k):
+    """`retrieve`, users outside the vocabulary served from their ratings;
+    the request's rated movies are left out too."""
+    return self._retrieve(user_id, k, history_movie_id, tf.constant(False),
+                          self._history_side(user_id, history_movie_id,
+                                             history_rating))
 
   def signatures(self) -> dict:
+    history = {
+        Signature.USER_EMBEDDING_HISTORY:
+            self.user_embedding_history.get_concrete_function(),
+        Signature.SCORE_HISTORY: self.score_history.get_concrete_function(),
+        Signature.RERANK_HISTORY: self.rerank_history.get_concrete_function(),
+        Signature.RETRIEVE_HISTORY:
+            self.retrieve_history.get_concrete_function(),
+    } if self.model.config.history_share else {}
     return {
+        **history,
         Signature.USER_EMBEDDING: self.user_embedding.get_concrete_function(),
         Signature.SCORE: self.score.get_concrete_function(),
         Signature.RERANK: self.rerank.get_concrete_function(),

@@ -192,14 +192,23 @@ class RecommenderModel(tfrs.Model):
   def call(self,
            inputs: Mapping[str, tf.Tensor],
            training: bool = False) -> Mapping[str, tf.Tensor]:
-    """Runs all towers: both ids' embeddings [B, D] and NCF logits [B]."""
-    return {
+    """Runs all towers: both ids' embeddings [B, D] and NCF logits [B];
+    with a history side, also the query of the inputs' histories (empty
+    ones when the inputs have none), so that a call builds every layer."""
+    outputs = {
         "query_embedding": self.query_tower(
             inputs[features.USER_ID], training=training),
         "candidate_embedding": self.candidate_tower(
             inputs[features.MOVIE_ID], training=training),
         "liked_logit": self.ncf(inputs, training=training),
     }
+    if self._config.history_share:
+      empty = tf.fill(tf.stack([tf.shape(inputs[features.USER_ID])[0], 1]),
+                      features.HISTORY_PAD)
+      outputs["history_query_embedding"] = self.history_query_embeddings(
+          inputs.get(features.HISTORY_MOVIE_ID, empty),
+          inputs.get(features.HISTORY_RATING, tf.zeros(tf.shape(empty))))
+    return outputs
 
   def query_embeddings(self, user_ids: tf.Tensor) -> tf.Tensor:
     """Retrieval embeddings [B, D] of string user ids [B]."""
@@ -225,26 +234,27 @@ class RecommenderModel(tfrs.Model):
     per-user constant. Their sum, log P(watch) + log P(liked | watch), ranks
     by the chance that the user watches the movie and likes it.
     """
-    return self._served_order(self.query_tower(user_ids),
+    return self.served_scores(self.query_tower(user_ids),
                               self.ncf.user_embedding(user_ids), movie_ids)
 
   def history_query_embeddings(self, history_movie_ids: tf.Tensor,
                                history_ratings: tf.Tensor) -> tf.Tensor:
     """Retrieval queries [B, D] of users given by their ratings [B, H]
     (movie ids, `features.HISTORY_PAD` where padded)."""
-    return self._encode_history(history_movie_ids, history_ratings)["query"]
+    return self.encode_history(history_movie_ids, history_ratings)["query"]
 
   def history_rerank_scores(self, history_movie_ids: tf.Tensor,
                             history_ratings: tf.Tensor,
                             movie_ids: tf.Tensor) -> tf.Tensor:
     """`rerank_scores` of users given by their ratings [B, H]."""
-    rows = self._encode_history(history_movie_ids, history_ratings)
-    return self._served_order(rows["query"], rows["ncf"], movie_ids)
+    rows = self.encode_history(history_movie_ids, history_ratings)
+    return self.served_scores(rows["query"], rows["ncf"], movie_ids)
 
-  def _encode_history(self, movie_ids: tf.Tensor,
-                      ratings: tf.Tensor) -> Mapping[str, tf.Tensor]:
-    """Histories [B, H] -> the history encoder's query and NCF user row, from
-    the movies' candidate and NCF embeddings."""
+  def encode_history(self, movie_ids: tf.Tensor,
+                     ratings: tf.Tensor) -> Mapping[str, tf.Tensor]:
+    """Histories [B, H] (movie ids, `features.HISTORY_PAD` where padded;
+    unknown ids are ignored) -> {"query": [B, D], "ncf": [B, W]}: the
+    retrieval query and NCF user row of a user known by these ratings."""
     if not self._config.history_share:
       raise ValueError("This model has no history side: train it with "
                        "history_share > 0.")
@@ -255,8 +265,9 @@ class RecommenderModel(tfrs.Model):
     return self.history_encoder(
         movies, (rows > 0) & (movie_ids != features.HISTORY_PAD), ratings)
 
-  def _served_order(self, query: tf.Tensor, ncf_user: tf.Tensor,
+  def served_scores(self, query: tf.Tensor, ncf_user: tf.Tensor,
                     movie_ids: tf.Tensor) -> tf.Tensor:
+    """`rerank_scores` from users' queries [B, D] and NCF rows [B, W]."""
     candidates = self.candidate_tower(movie_ids)
     retrieval = tf.einsum("bd,bcd->bc", query, candidates)
     if self._config.temperature:
@@ -357,7 +368,7 @@ class RecommenderModel(tfrs.Model):
         features.HISTORY_MOVIE_ID not in inputs):
       return tf.constant(0.0)
     movie_ids = inputs[features.HISTORY_MOVIE_ID]
-    encoded = self._encode_history(movie_ids, inputs[features.HISTORY_RATING])
+    encoded = self.encode_history(movie_ids, inputs[features.HISTORY_RATING])
     num_history = movie_ids.shape[0]
     if num_history is None:
       num_history = tf.shape(movie_ids)[0]

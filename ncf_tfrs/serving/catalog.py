@@ -74,6 +74,8 @@ class Catalog:
     """
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     num = min(num, len(self))
+    if not len(embeddings):  # ScaNN fails on an empty batch.
+      return np.zeros((0, num), dtype=np.int64)
     reorder = max(num, self._reorder)
     if len(embeddings) == 1:
       rows, _ = self.searcher.search(embeddings[0], final_num_neighbors=num,

@@ -31,8 +31,9 @@ REQUESTS_DIR = "requests"
 
 
 class Signature:
-  """Signature names. The first seven are in the stock model; the last two
-  only in the ScaNN-op model."""
+  """Signature names. The first seven are in the stock model; the four
+  `*_history` ones too when the model has a history side; the last two only
+  in the ScaNN-op model."""
   USER_EMBEDDING = "user_embedding"
   SCORE = "score"
   RERANK = "rerank"
@@ -40,6 +41,10 @@ class Signature:
   RETRIEVE = "retrieve"
   RETRIEVE_FILTERED = "retrieve_filtered"
   DEFAULT = "serving_default"  # = RETRIEVE
+  USER_EMBEDDING_HISTORY = "user_embedding_history"
+  SCORE_HISTORY = "score_history"
+  RERANK_HISTORY = "rerank_history"
+  RETRIEVE_HISTORY = "retrieve_history"
   SCANN_RETRIEVE = "scann_retrieve"
   RECOMMEND = "recommend"
 
@@ -51,6 +56,10 @@ class Input:
   K = "k"
   SEEN = "seen"
   INCLUDE_SEEN = "include_seen"
+  # A user's ratings in the request [B, H]: movie ids padded with
+  # PADDING_ID, ratings (0.5-5 stars) padded with 0.
+  HISTORY_MOVIE_ID = features.HISTORY_MOVIE_ID
+  HISTORY_RATING = features.HISTORY_RATING
 
 
 class Output:

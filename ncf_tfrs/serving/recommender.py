@@ -129,20 +129,51 @@ class Recommender:
            if r is not None], dtype=np.int64))
     return rows
 
+  def _history_inputs(self, history, num_users: int) -> dict:
+    """Per-user (movie id, rating) pairs -> the `*_history` signatures'
+    padded [B, H] inputs."""
+    if not self.catalog.manifest.get("history_side"):
+      raise ValueError("This export has no history side: train with "
+                       "--history_share > 0 to serve users from ratings.")
+    if isinstance(history, (str, bytes)) or len(history) != num_users:
+      raise ValueError("history must hold one list of (movie id, rating) "
+                       "pairs per user.")
+    width = max([len(pairs) for pairs in history] + [1])
+    ids = np.full((num_users, width), contract.PADDING_ID, dtype=object)
+    ratings = np.zeros((num_users, width), np.float32)
+    for i, pairs in enumerate(history):
+      for j, pair in enumerate(pairs):
+        if (isinstance(pair, (str, bytes)) or len(pair) != 2 or
+            not isinstance(pair[0], str) or not pair[0] or
+            isinstance(pair[1], bool) or
+            not isinstance(pair[1], (int, float, np.number)) or
+            not 0.5 <= pair[1] <= 5.0):
+          raise ValueError(f"history of user {i}, entry {j}: expected a "
+                           f"(movie id, rating 0.5-5) pair, got {pair!r}.")
+        ids[i, j], ratings[i, j] = pair
+    return {Input.HISTORY_MOVIE_ID: ids, Input.HISTORY_RATING: ratings}
+
   def recommend(self, user_ids: Sequence[str], k: int = 10,
                 seen: Optional[Sequence[Iterable[str]]] = None,
-                include_seen: bool = False) -> list[Recommendation]:
+                include_seen: bool = False,
+                history: Optional[Sequence[Sequence[tuple[str, float]]]]
+                = None) -> list[Recommendation]:
     """Top k distinct movies per user, none the user has rated.
 
     Left out by default: the movies each user rated in training (the
-    export's history) and any given in `seen` (ratings made since).
+    export's history), any given in `seen` (ratings made since) and those
+    in `history`.
 
     Args:
       user_ids: Raw user ids.
       k: Length of each list.
       seen: Optional, per user: more movie ids to leave out.
       include_seen: Keep the training history in (re-watch lists); `seen`
-        is still left out.
+        and `history` are still left out.
+      history: Optional, per user: (movie id, rating) pairs the user gave.
+        A user the model never saw is served from them (with none of a
+        known movie: the most rated movies, `is_fallback`); users it knows
+        keep their own. Needs an export with a history side.
 
     Returns:
       One `Recommendation` per user, in order; shorter than k only when the
@@ -151,12 +182,19 @@ class Recommender:
     user_ids = _check_ids(user_ids, "user_ids")
     k = _check_k(k, len(self.catalog))
     seen_rows = self._seen_rows(seen, len(user_ids))
+    users = np.array(user_ids, dtype=object)
+    inputs = {Input.USER_ID: users}
+    if history is not None:
+      inputs.update(self._history_inputs(history, len(user_ids)))
+      seen_rows = [np.union1d(row, given) for row, given in zip(
+          seen_rows, self._seen_rows(
+              [[m for m, _ in pairs] for pairs in history], len(user_ids)))]
     if not include_seen:
       seen_rows = [np.union1d(row, self.catalog.rated(user))
                    for row, user in zip(seen_rows, user_ids)]
-    users = np.array(user_ids, dtype=object)
-    answer = self.backend.predict(Signature.USER_EMBEDDING,
-                                  {Input.USER_ID: users})
+    answer = self.backend.predict(
+        Signature.USER_EMBEDDING if history is None
+        else Signature.USER_EMBEDDING_HISTORY, inputs)
     is_fallback = np.asarray(answer[Output.IS_FALLBACK], dtype=bool)
     width = min(max(self.num_candidates, k), len(self.catalog))
     embeddings = np.asarray(answer[Output.EMBEDDING])
@@ -185,7 +223,7 @@ class Recommender:
             row[:width]]
       todo = np.array(short, dtype=np.int64)
       fetch[todo] = np.minimum(4 * fetch[todo], len(self.catalog))
-    return self._order_by_score(users, candidates, is_fallback, k)
+    return self._order_by_score(inputs, candidates, is_fallback, k)
 
   def rerank(self, user_id: str, movie_ids: Sequence[str],
              k: int) -> Recommendation:
@@ -200,7 +238,7 @@ class Recommender:
     candidates = np.array([movie_ids], dtype=object)
     return self._rerank(np.array(user, dtype=object), candidates, k)[0]
 
-  def _order_by_score(self, users: np.ndarray, candidates: np.ndarray,
+  def _order_by_score(self, inputs: dict, candidates: np.ndarray,
                       is_fallback: np.ndarray,
                       k: int) -> list[Recommendation]:
     """The top k of candidates already cleaned here, in the served order.
@@ -211,8 +249,11 @@ class Recommender:
     and re-watch (include_seen) lists. Unknown users keep the popularity
     order of their candidates.
     """
-    scores = np.asarray(self.backend.predict(Signature.SCORE, {
-        Input.USER_ID: users,
+    users = inputs[Input.USER_ID]
+    signature = (Signature.SCORE_HISTORY if Input.HISTORY_MOVIE_ID in inputs
+                 else Signature.SCORE)
+    scores = np.asarray(self.backend.predict(signature, {
+        **inputs,
         Input.MOVIE_ID: np.where(candidates == contract.PADDING_ID,
                                  self.catalog.movie_ids[0], candidates)
     })[Output.SCORE], dtype=np.float64)
