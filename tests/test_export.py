@@ -432,7 +432,7 @@ def test_models_config_and_requests_are_valid(exported):
   signatures = exported["loaded"].signatures
   requests = glob.glob(os.path.join(exported["dir"], contract.REQUESTS_DIR,
                                     "*.json"))
-  assert len(requests) == 5
+  assert len(requests) == 6  # retrieve_history: the model has a history side.
   for path in requests:
     with open(path) as f:
       body = json.load(f)

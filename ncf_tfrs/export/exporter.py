@@ -60,7 +60,8 @@ def models_config(model_names: Sequence[str],
   return f"model_config_list {{\n{entries}\n}}\n"
 
 
-def _example_requests(vocabulary: data_lib.Vocabulary, k: int) -> dict:
+def _example_requests(vocabulary: data_lib.Vocabulary, k: int,
+                      history_side: bool) -> dict:
   """TF Serving REST bodies, one per stock signature, on real ids."""
   user = vocabulary.user_ids[0].decode()
   popular = [m.decode() for m in vocabulary.movie_ids[:5]]
@@ -77,6 +78,14 @@ def _example_requests(vocabulary: data_lib.Vocabulary, k: int) -> dict:
           Input.USER_ID: [user, "no-such-user"], Input.K: k,
           Input.SEEN: [popular[:1], popular[:1]], Input.INCLUDE_SEEN: True},
   }
+  if history_side:
+    # A user the model never saw, served from three ratings (one padded
+    # out in the second row), beside a known user, who keeps its own.
+    inputs[Signature.RETRIEVE_HISTORY] = {
+        Input.USER_ID: ["new-user", user], Input.K: k,
+        Input.HISTORY_MOVIE_ID: [popular[:3], popular[:2] + [
+            contract.PADDING_ID]],
+        Input.HISTORY_RATING: [[5.0, 4.5, 1.0], [4.0, 3.5, 0.0]]}
   return {name: {"signature_name": name, "inputs": body}
           for name, body in inputs.items()}
 
@@ -161,7 +170,8 @@ def export_model(model: model_lib.RecommenderModel,
                      models_config([model_name]))
   requests_dir = os.path.join(export_dir, contract.REQUESTS_DIR)
   os.makedirs(requests_dir, exist_ok=True)
-  for name, body in _example_requests(vocabulary, 10).items():
+  for name, body in _example_requests(
+      vocabulary, 10, bool(model.config.history_share)).items():
     publish.atomic_write_text(os.path.join(requests_dir, f"{name}.json"),
                        json.dumps(body, indent=2) + "\n")
   logging.info("Exported %s version %d to %s", model_name, version, export_dir)

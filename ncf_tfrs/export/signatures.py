@@ -17,6 +17,12 @@ names from `ncf_tfrs.serving.contract`):
                   include_seen [] bool (true keeps the history in: re-watch
                   lists). TF Serving signatures have no optional inputs, so
                   these twins are how a plain client sets them.
+  user_embedding_history, score_history, rerank_history, retrieve_history
+                  (models with a history side) the plain four, with two
+                  more inputs: history_movie_id [B, H] string ("" pads) and
+                  history_rating [B, H] float32: users outside the
+                  vocabulary are served from these ratings, which are left
+                  out of the lists like `seen`.
 
 `is_fallback` marks users outside the vocabulary: `retrieve` gives them the
 most rated movies and `rerank` orders their candidates by popularity, rather

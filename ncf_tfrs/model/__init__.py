@@ -2,6 +2,8 @@
 
 - `towers`: StringLookup + Embedding, raw string ids in, rows out.
 - `ncf`: the notebook's NCF scorer (GMF + MLP) over those towers.
+- `history`: the user side built from (movie, rating) pairs, for users the
+  model never saw.
 - `losses`: the retrieval task's in-batch softmax loss.
 - `recommender`: `RecommenderModel`, the tfrs.Model with the retrieval,
   ranking and ordinal rating tasks.

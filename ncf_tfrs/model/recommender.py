@@ -288,7 +288,7 @@ class RecommenderModel(tfrs.Model):
       regularization_loss = self._regularization_loss()
       total_loss = loss + regularization_loss
       if histories:
-        history_loss = self.history_loss(inputs, training=True)
+        history_loss = self.history_loss(inputs)
     variables = self.trainable_variables
     gradients = tape.gradient(total_loss, variables)
     if histories:
@@ -308,8 +308,11 @@ class RecommenderModel(tfrs.Model):
     """The training step's losses and metrics, without the update."""
     loss = self.compute_loss(inputs, training=False)
     regularization_loss = self._regularization_loss()
-    return self._report(inputs, loss + regularization_loss,
+    logs = self._report(inputs, loss + regularization_loss,
                         regularization_loss)
+    # Held-out batches carry no histories.
+    return {name: value for name, value in logs.items()
+            if name != "history_loss"}
 
   def _regularization_loss(self) -> tf.Tensor:
     return tf.add_n([tf.constant(0.0)] +
@@ -351,8 +354,7 @@ class RecommenderModel(tfrs.Model):
         loss += self._config.rating_weight * rating_loss
     return loss
 
-  def history_loss(self, inputs: Mapping[str, tf.Tensor],
-                   training: bool = False) -> tf.Tensor:
+  def history_loss(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
     """The history encoder's loss on the batch's history examples.
 
     A batch's histories [N, H] belong to its first N examples; here those
@@ -385,9 +387,10 @@ class RecommenderModel(tfrs.Model):
             tf.reduce_sum(tf.square(
                 encoded["ncf"] -
                 tf.stop_gradient(self.ncf.user_embedding(users)))))
+    # training=False: no L2 terms, the id tables take no step here.
     if self._config.retrieval_weight:
       loss += self._config.retrieval_weight * self.retrieval_loss(
-          examples, training=training, queries=encoded["query"])
+          examples, queries=encoded["query"])
     if self._config.ranking_weight:
       logits = self.ncf.score_rows(encoded["ncf"], examples[features.MOVIE_ID])
       loss += self._config.ranking_weight * self.ranking_task(

@@ -8,6 +8,8 @@
 - `resume`: backups a killed run continues from exactly, with its history.
 - `distribute`: tf.distribute strategies for the loop.
 - `evaluation`: offline top-k list metrics of what the product serves.
+- `cold_users`: the same for users held out of training, served from their
+  first ratings.
 - `projector`: the movie embeddings for TensorBoard's projector.
 """
 
