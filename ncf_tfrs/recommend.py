@@ -89,8 +89,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   user_ids, seen, history = _USER_ID.value, _SEEN.value, _HISTORY.value
-  if (seen or history) and len(user_ids) != 1:
-    raise app.UsageError("--seen and --history apply to a single --user_id.")
+  if seen and len(user_ids) != 1:
+    raise app.UsageError("--seen applies to a single --user_id.")
+  if history and len(user_ids) != 1:
+    raise app.UsageError("--history applies to a single --user_id.")
   seen = [seen] if seen else None
   history = [_parse_history(history)] if history else None
   try:

@@ -11,6 +11,7 @@ import time
 from absl import flags
 from absl.testing import flagsaver
 import pytest
+import tensorflow as tf
 
 from ncf_tfrs.training import config as config_lib
 from ncf_tfrs import data as data_lib
@@ -85,6 +86,12 @@ def test_train_writes_model_dir_metrics_curve_and_export(data_dir, tmp_path):
   assert len(rated.movies) == 80_000
   assert os.path.exists(tmp_path / "export" / "ncf_tfrs_index" / "1" /
                         "rated.npz")
+  # No history side in this model: none of the *_history signatures.
+  with open(tmp_path / "export" / "ncf_tfrs_index" / "1" /
+            "manifest.json") as f:
+    assert json.load(f)["history_side"] is False
+  assert not [name for name in tf.saved_model.load(metrics["export"])
+              .signatures if name.endswith("_history")]
 
 
 def test_held_out_users_are_served_from_their_first_ratings(data_dir,

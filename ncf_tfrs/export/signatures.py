@@ -134,6 +134,9 @@ class ServingModule(tf.Module):
     self.rated_movies = tf.Variable(rated.astype(np.int32), trainable=False,
                                     name="rated_movies")
     counts = np.asarray(vocabulary.movie_counts, dtype=np.float64)
+    # Held by the module, so the SavedModel keeps them.
+    self.history_functions = (self._history_functions()
+                              if model.config.history_share else {})
     self.log_popularity = tf.Variable(
         np.log(np.maximum(counts, 1) / max(counts.sum(), 1)).astype(
             np.float32),
@@ -353,56 +356,49 @@ class ServingModule(tf.Module):
     return self._retrieve(user_id, k, seen, include_seen,
                           self._id_side(user_id))
 
-  @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
-                                *_HISTORY_SPECS])
-  def user_embedding_history(self, user_id, history_movie_id,
-                             history_rating):
-    """`user_embedding`, users outside the vocabulary served from their
-    ratings in the request (fallback only without one of a known movie)."""
-    side = self._history_side(user_id, history_movie_id, history_rating)
-    return {Output.EMBEDDING: side.query, Output.IS_FALLBACK: side.is_fallback}
+  def _history_functions(self) -> dict:
+    """The `*_history` signatures' functions, made only for a model with a
+    history side (a SavedModel traces every function its module holds)."""
+    user = _string_spec([None], Input.USER_ID)
+    movies = _string_spec([None, None], Input.MOVIE_ID)
 
-  @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
-                                *_HISTORY_SPECS,
-                                _string_spec([None, None], Input.MOVIE_ID)])
-  def score_history(self, user_id, history_movie_id, history_rating,
-                    movie_id):
-    """`score`, users outside the vocabulary served from their ratings."""
-    return self._score(user_id, movie_id, self._history_side(
-        user_id, history_movie_id, history_rating))
+    def user_embedding_history(user_id, history_movie_id, history_rating):
+      side = self._history_side(user_id, history_movie_id, history_rating)
+      return {Output.EMBEDDING: side.query,
+              Output.IS_FALLBACK: side.is_fallback}
 
-  @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
-                                *_HISTORY_SPECS,
-                                _string_spec([None, None], Input.MOVIE_ID),
-                                _K_SPEC])
-  def rerank_history(self, user_id, history_movie_id, history_rating,
-                     movie_id, k):
-    """`rerank`, users outside the vocabulary served from their ratings;
-    the request's rated movies are left out too."""
-    return self._rerank(user_id, movie_id, k, history_movie_id,
-                        tf.constant(False), self._history_side(
-                            user_id, history_movie_id, history_rating))
+    def score_history(user_id, history_movie_id, history_rating, movie_id):
+      return self._score(user_id, movie_id, self._history_side(
+          user_id, history_movie_id, history_rating))
 
-  @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
-                                *_HISTORY_SPECS, _K_SPEC])
-  def retrieve_history(self, user_id, history_movie_id, history_rating, k):
-    """`retrieve`, users outside the vocabulary served from their ratings;
-    the request's rated movies are left out too."""
-    return self._retrieve(user_id, k, history_movie_id, tf.constant(False),
-                          self._history_side(user_id, history_movie_id,
-                                             history_rating))
+    def rerank_history(user_id, history_movie_id, history_rating, movie_id,
+                       k):
+      # The request's rated movies are left out, like `seen` ones.
+      return self._rerank(user_id, movie_id, k, history_movie_id,
+                          tf.constant(False), self._history_side(
+                              user_id, history_movie_id, history_rating))
+
+    def retrieve_history(user_id, history_movie_id, history_rating, k):
+      return self._retrieve(user_id, k, history_movie_id, tf.constant(False),
+                            self._history_side(user_id, history_movie_id,
+                                               history_rating))
+
+    return {
+        Signature.USER_EMBEDDING_HISTORY: tf.function(
+            user_embedding_history, input_signature=[user, *_HISTORY_SPECS]),
+        Signature.SCORE_HISTORY: tf.function(
+            score_history, input_signature=[user, *_HISTORY_SPECS, movies]),
+        Signature.RERANK_HISTORY: tf.function(
+            rerank_history,
+            input_signature=[user, *_HISTORY_SPECS, movies, _K_SPEC]),
+        Signature.RETRIEVE_HISTORY: tf.function(
+            retrieve_history, input_signature=[user, *_HISTORY_SPECS, _K_SPEC]),
+    }
 
   def signatures(self) -> dict:
-    history = {
-        Signature.USER_EMBEDDING_HISTORY:
-            self.user_embedding_history.get_concrete_function(),
-        Signature.SCORE_HISTORY: self.score_history.get_concrete_function(),
-        Signature.RERANK_HISTORY: self.rerank_history.get_concrete_function(),
-        Signature.RETRIEVE_HISTORY:
-            self.retrieve_history.get_concrete_function(),
-    } if self.model.config.history_share else {}
     return {
-        **history,
+        **{name: function.get_concrete_function()
+           for name, function in self.history_functions.items()},
         Signature.USER_EMBEDDING: self.user_embedding.get_concrete_function(),
         Signature.SCORE: self.score.get_concrete_function(),
         Signature.RERANK: self.rerank.get_concrete_function(),
