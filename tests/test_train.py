@@ -11,6 +11,8 @@ import time
 from absl import flags
 from absl.testing import flagsaver
 import pytest
+
+import ncf_tfrs  # noqa: F401  (must precede TensorFlow: selects tf-keras)
 import tensorflow as tf
 
 from ncf_tfrs.training import config as config_lib
