@@ -149,6 +149,10 @@ def test_bad_input_is_a_value_error_naming_the_field(exported, call, field):
     call(exported["recommender"])
 
 
+_REST_DTYPES = {"k": np.int32, "include_seen": bool,
+                "history_rating": np.float32}
+
+
 class _FakeTfServingRest(http.server.BaseHTTPRequestHandler):
   """Answers like TF Serving's REST predict API, from the real SavedModel."""
 
@@ -161,7 +165,8 @@ class _FakeTfServingRest(http.server.BaseHTTPRequestHandler):
     try:
       assert match and match.group(1) == helpers.MODEL_NAME, self.path
       signature = body["signature_name"]
-      inputs = {name: np.array(value, dtype=np.int32 if name == "k" else object)
+      # TF Serving reads JSON by the signature's dtypes; ids are strings.
+      inputs = {name: np.array(value, dtype=_REST_DTYPES.get(name, object))
                 for name, value in body["inputs"].items()}
       self.calls.append(signature)
       outputs = self.backend.predict(signature, inputs)
@@ -200,6 +205,10 @@ def test_rest_backend_answers_like_the_embedded_one(exported, rest_server):
   users, seen = ["u1", "nobody", "u9"], [["m3"], [], []]
   assert remote.recommend(users, 5, seen) == embedded.recommend(users, 5, seen)
   assert handler.calls == ["user_embedding", "score"]
+  history = [[("m1", 5.0)], [("m2", 4.5), ("m3", 1.0)], []]
+  assert remote.recommend(users, 5, history=history) == (
+      embedded.recommend(users, 5, history=history))
+  assert handler.calls[2:] == ["user_embedding_history", "score_history"]
   with pytest.raises(serving.ServingError, match="k must be"):
     remote.backend.predict("retrieve", {"user_id": np.array(["u1"], object),
                                         "k": np.array(0, np.int32)})
@@ -251,6 +260,9 @@ def test_grpc_request_and_backend(exported):
         embedded.catalog)
     users = ["u4", "nobody"]
     assert remote.recommend(users, 6) == embedded.recommend(users, 6)
+    history = [[], [("m2", 4.5), ("m3", 1.0)]]
+    assert remote.recommend(users, 6, history=history) == (
+        embedded.recommend(users, 6, history=history))
   finally:
     server.stop(None)
 
