@@ -191,8 +191,11 @@ def test_resumed_dataset_goes_on_where_the_whole_run_was(shards):
     ds = data_lib.make_dataset(r, batch_size=32, shuffle=True, seed=5,
                                drop_remainder=True, num_shards=shards,
                                shard_index=shards - 1, passes=3,
-                               first_batch=first_batch)
-    return [b[features.MOVIE_ID].tolist() for b in ds.as_numpy_iterator()]
+                               first_batch=first_batch, history_share=0.25)
+    # The histories drawn for a batch too: a resumed run trains on the same.
+    return [(b[features.MOVIE_ID].tolist(),
+             b[features.HISTORY_MOVIE_ID].tolist())
+            for b in ds.as_numpy_iterator()]
   whole = batches(0)
   per_pass = len(whole) // 3
   for first in (1, per_pass - 1, per_pass, per_pass + 2):
