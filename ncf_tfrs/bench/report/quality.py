@@ -94,7 +94,10 @@ def render_quality(doc: dict[str, Any], heading: str) -> tuple[str, list[str]]:
   parts += ["Per seed:", "",
             common.table(["recipe", "seed", "AUC", "accuracy", "log loss",
                           "tutorial top-100"], rows, right_from=2), ""]
-  return "\n".join(parts + _stratified(doc.get("stratified"))), []
+  return "\n".join(parts + _stratified(doc.get("stratified")) +
+                   _cold_users(doc.get("cold_users"),
+                               (doc.get("targets") or {}).get("cold_ratio"))
+                   ), []
 
 
 _LIST_METRICS = (("ndcg", "nDCG@10"), ("precision", "precision@10"),
@@ -138,3 +141,51 @@ def _stratified(stratified: dict[str, Any] | None) -> list[str]:
       "", common.table(["list"] + [t for _, t in _LIST_METRICS], rows), "",
       common.table(["target", "measured", "required", "status"],
                    stratified_checks(stratified)), ""]
+
+
+def cold_checks(cold: dict[str, Any],
+                required: float | None) -> list[list[str]]:
+  """The served list of users held out of training, given N ratings,
+  against the most rated movies."""
+  n = cold.get("given_target", 10)
+  served = common.get(cold, "summary", f"history_served_recall_{n}", "mean")
+  popular = common.get(cold, "summary", f"popularity_recall_{n}", "mean")
+  return [common.check(
+      f"new users with {n} ratings: liked recall@10 vs most rated",
+      None if not (served and popular) else served / popular, required,
+      lambda m, r: m >= r, common.times, "≥")]
+
+
+def _cold_users(cold: dict[str, Any] | None,
+                required: float | None) -> list[str]:
+  """Users the model never saw, served from their first N ratings."""
+  if not cold or not cold.get("runs"):
+    return []
+  summary = cold["summary"]
+  seeds = ", ".join(str(r["seed"]) for r in cold["runs"])
+  rows = []
+  for n in (5, 10, 20):
+    if f"history_served_recall_{n}" not in summary:
+      continue
+    served = summary[f"history_served_recall_{n}"]["mean"]
+    popular = summary[f"popularity_recall_{n}"]["mean"]
+    rows.append([str(n), _cell(summary, f"history_served_recall_{n}"),
+                 _cell(summary, f"popularity_recall_{n}"),
+                 common.times(served / popular if popular else None),
+                 _cell(summary, f"history_served_ndcg_{n}"),
+                 _cell(summary, f"popularity_ndcg_{n}"),
+                 f"{summary[f'users_{n}']['mean']:.0f}"])
+  return [
+      "Users the model never saw: the same command with a history side "
+      f"(`--history_share={cold.get('history_share')}`) holds "
+      f"{cold.get('user_fraction', 0):.0%} of the users out of training "
+      "(seeded) and serves each from their first N ratings by time "
+      "(retrieval from the history, then the NCF rerank), against the most "
+      "rated movies they had not rated (the fallback such users got "
+      f"before); liked recall@10 and NDCG@10 on their later ratings, seeds "
+      f"{seeds}, mean ± sd:", "",
+      common.table(["ratings given", "served recall@10", "most rated",
+                    "ratio", "served NDCG@10", "most rated NDCG@10",
+                    "users"], rows), "",
+      common.table(["target", "measured", "required", "status"],
+                   cold_checks(cold, required)), ""]
