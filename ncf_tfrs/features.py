@@ -19,7 +19,7 @@ LIKED_THRESHOLD = 3.0
 MOVIE_SAMPLING_PROB = "movie_sampling_prob"
 # A user's ratings given in place of (or besides) the user id: movie ids [B, H]
 # padded with HISTORY_PAD, and their ratings [B, H] (0 where padded). Training
-# batches carry them for the examples that drop their user id.
+# batches carry them for their first examples (see `make_dataset`).
 HISTORY_MOVIE_ID = "history_movie_id"
 HISTORY_RATING = "history_rating"
 HISTORY_PAD = ""
