@@ -105,8 +105,8 @@ _HISTORY_SHARE = flags.DEFINE_float(
     "history_share", _D.model.history_share,
     "Share of each training batch also scored from a sample of the user's "
     "other ratings, training the history encoder that serves users known "
-    "only by their ratings (0: no history side; 0.1 trained at 0.9x the "
-    "speed, docs/results/new_users.md).",
+    "only by their ratings (0: no history side; its cost and quality: "
+    "docs/results/new_users.md).",
     lower_bound=0.0, upper_bound=0.9)
 _HISTORY_LENGTH = flags.DEFINE_integer(
     "history_length", _D.model.history_length,
