@@ -103,8 +103,8 @@ _NCF_BIAS = flags.DEFINE_bool(
     "Add a learned user bias and movie bias to the NCF logit.")
 _HISTORY_SHARE = flags.DEFINE_float(
     "history_share", _D.model.history_share,
-    "Share of each training batch also scored from a sample of the user's "
-    "other ratings, training the history encoder that serves users known "
+    "Share of each training batch also scored from the user's first "
+    "ratings by time, training the history encoder that serves users known "
     "only by their ratings (0: no history side; its cost and quality: "
     "docs/results/new_users.md).",
     lower_bound=0.0, upper_bound=0.9)

@@ -301,10 +301,13 @@ def test_prepare_fails_fast_when_grouplens_cannot_be_reached(
   assert tried == [(("files.grouplens.org", 443), 5.0)]
 
 
-def test_histories_are_other_ratings_of_the_same_user():
+def test_histories_are_the_users_first_ratings_less_the_own_movie():
   r = _ratings()
   rated = {(u, m): x for u, m, x in zip(r.user_ids[r.user],
                                         r.movie_ids[r.movie], r.rating)}
+  # `_ratings` lists each user's ratings in time order.
+  first = {u: list(r.movie_ids[r.movie[r.user_ids[r.user] == u]][:6])
+           for u in set(r.user_ids[r.user])}
   ds = data_lib.make_dataset(r, batch_size=40, seed=5, drop_remainder=True,
                              history_share=0.25, history_length=6)
   lengths = []
@@ -318,6 +321,10 @@ def test_histories_are_other_ratings_of_the_same_user():
       assert own not in [m for m, _ in given]
       for movie, rating in given:
         assert rated[(user, movie)] == rating
+      # In time order: the drawn length's first ratings, less the own movie.
+      movies = [m for m in ids[i] if m != features.HISTORY_PAD.encode()]
+      assert movies == [m for m in first[user][:len(movies) + 1]
+                        if m != own][:len(movies)]
       lengths.append(len(given))
   assert min(lengths) >= 0 and max(lengths) == 6 and len(set(lengths)) > 3
   again = data_lib.make_dataset(r, batch_size=40, seed=5, drop_remainder=True,

@@ -66,11 +66,11 @@ def make_dataset(ratings: Ratings,
     batches_per_pass: at most this many batches of each pass (a distributed
       run's steps per epoch, so that passes stay aligned with epochs).
     history_share: give the first round(history_share * batch_size)
-      examples of each batch a history: a sample of their user's other
-      ratings in `ratings` (never the example's own movie), for the model's
-      history encoder (`ncf_tfrs.model.history`).
+      examples of each batch a history: their user's first ratings by time
+      in `ratings` (never the example's own movie), for the model's history
+      encoder (`ncf_tfrs.model.history`).
     history_length: the most ratings in a history; each example draws its
-      length from 1 to this (or the user's whole history when shorter).
+      length from 1 to this.
 
   Returns:
     A dataset of dicts: user_id and movie_id (tf.string), liked and
@@ -151,53 +151,48 @@ def make_dataset(ratings: Ratings,
 class _HistorySampler:
   """Draws each example's history from its user's ratings, in the graph.
 
-  The users' ratings are held as CSR columns; an example's history is its
-  user's whole list when it fits in its drawn length, else a uniform sample
-  of that many (with replacement, so it costs O(length), not O(list)).
-  The example's own movie is padded out: the model must not see the rating
-  it predicts. Draws are stateless, seeded by the batch's first rating row,
-  so a resumed run draws the same histories.
+  A history is what a new user's request brings: the user's first ratings by
+  time, as many as the example draws (1 to `length`), less the example's own
+  movie (the model must not see the rating it predicts). Trained on random
+  ratings of the user instead, the encoder served users arriving with their
+  first ratings barely better than the most rated movies (REAL ml-100k,
+  docs/results/new_users.md). Each user's first `length` ratings are held as
+  one [users, length] table, so a batch's histories are one gather. Draws
+  are stateless, seeded by the batch's first rating row, so a resumed run
+  draws the same histories.
   """
 
   def __init__(self, ratings: Ratings, movie_ids: tf.Tensor, length: int,
                seed: int):
-    order = np.argsort(ratings.user, kind="stable")
-    counts = np.bincount(ratings.user, minlength=len(ratings.user_ids))
-    self._starts = tf.constant(np.concatenate([[0], np.cumsum(counts)[:-1]]),
-                               tf.int64)
-    self._counts = tf.constant(counts, tf.int64)
-    self._movie = tf.constant(ratings.movie[order])
-    self._rating = tf.constant(ratings.rating[order])
-    self._movie_ids = tf.concat([movie_ids, [features.HISTORY_PAD]], axis=0)
+    order = np.lexsort((ratings.timestamp, ratings.user))
+    user = ratings.user[order]
+    counts = np.bincount(user, minlength=len(ratings.user_ids))
+    position = np.arange(len(user)) - np.concatenate(
+        [[0], np.cumsum(counts)[:-1]])[user]
+    first = position < length
     self._pad = len(ratings.movie_ids)
+    movie = np.full((len(ratings.user_ids), length), self._pad, np.int32)
+    movie[user[first], position[first]] = ratings.movie[order][first]
+    rating = np.zeros((len(ratings.user_ids), length), np.float32)
+    rating[user[first], position[first]] = ratings.rating[order][first]
+    self._movie, self._rating = tf.constant(movie), tf.constant(rating)
+    self._movie_ids = tf.concat([movie_ids, [features.HISTORY_PAD]], axis=0)
     self._length = length
     self._seed = seed
 
   def __call__(self, users: tf.Tensor, movies: tf.Tensor,
                index: tf.Tensor) -> dict[str, tf.Tensor]:
-    n, h = tf.shape(users)[0], self._length
     seed = tf.stack([tf.constant(self._seed, tf.int64),
                      tf.cast(index[0], tf.int64)])
-    counts = tf.gather(self._counts, users)
-    lengths = tf.minimum(counts, tf.random.stateless_uniform(
-        [n], seed, minval=1, maxval=h + 1, dtype=tf.int64))
-    positions = tf.range(h, dtype=tf.int64)[tf.newaxis, :]
-    drawn = tf.cast(tf.random.stateless_uniform(
-        [n, h], seed + 1) * tf.cast(counts[:, tf.newaxis], tf.float32),
-                    tf.int64)
-    # A short list is read from a random start, wrapping around.
-    start = drawn[:, :1]
-    offsets = tf.where(counts[:, tf.newaxis] <= h,
-                       (positions + start) % tf.maximum(counts, 1)[:, None],
-                       tf.minimum(drawn, counts[:, tf.newaxis] - 1))
-    rows = tf.gather(self._starts, users)[:, tf.newaxis] + offsets
-    valid = positions < lengths[:, tf.newaxis]
-    rows = tf.where(valid, rows, 0)
-    movie = tf.gather(self._movie, rows)
-    valid &= tf.not_equal(movie, movies[:, tf.newaxis])
+    lengths = tf.random.stateless_uniform(
+        tf.shape(users), seed, minval=1, maxval=self._length + 1,
+        dtype=tf.int32)
+    movie = tf.gather(self._movie, users)
+    valid = ((tf.range(self._length)[tf.newaxis, :] < lengths[:, tf.newaxis]) &
+             (movie != self._pad) & (movie != movies[:, tf.newaxis]))
     return {
         features.HISTORY_MOVIE_ID: tf.gather(
             self._movie_ids, tf.where(valid, movie, self._pad)),
         features.HISTORY_RATING: tf.where(
-            valid, tf.gather(self._rating, rows), 0.0),
+            valid, tf.gather(self._rating, users), 0.0),
     }

@@ -39,11 +39,11 @@ class ModelConfig:
     rating_weight: Weight of the ordinal rating task (see `RatingThresholds`),
       which trains the NCF logit on every half-star threshold of the rating,
       not only on liked; 0 skips the task.
-    history_share: Share of each training batch also scored from a sample
-      of the users' other ratings, training `history.HistoryEncoder` for
+    history_share: Share of each training batch also scored from the
+      users' first ratings by time, training `history.HistoryEncoder` for
       users known only by their ratings (the id path trains as without it);
       0 builds no history side.
-    history_length: Most ratings sampled per history in training (each
+    history_length: Most ratings in a training history (each
       example draws how many, from 1 to this, so short histories are seen).
   """
   retrieval_embedding_dim: int = 32

@@ -7,8 +7,8 @@ of (movie id, rating) pairs instead, so such users get personal
 recommendations from the same exported model, without retraining.
 
 It is trained jointly with the two tasks: in each training batch a share of
-the examples is scored a second time, from a sample of the user's other
-training ratings (`ncf_tfrs.data.make_dataset` draws them) instead of the
+the examples is scored a second time, from the user's first training
+ratings by time (`ncf_tfrs.data.make_dataset` draws them) instead of the
 user id, so the encoder learns to stand in for the id embeddings it sits
 beside (`RecommenderModel.history_loss`).
 """
