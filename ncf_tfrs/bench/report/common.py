@@ -139,6 +139,11 @@ def times(value: Any) -> str:
   return num(value, "{:.1f}×")
 
 
+def times2(value: Any) -> str:
+  """A ratio near its target, where one decimal would round across it."""
+  return num(value, "{:.2f}×")
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[str]],
            right_from: int = 1) -> str:
   """A Markdown pipe table; columns from `right_from` on are right-aligned."""

@@ -153,7 +153,7 @@ def cold_checks(cold: dict[str, Any],
   return [common.check(
       f"new users with {n} ratings: liked recall@10 vs most rated",
       None if not (served and popular) else served / popular, required,
-      lambda m, r: m >= r, common.times, "≥")]
+      lambda m, r: m >= r, common.times2, "≥")]
 
 
 def _cold_users(cold: dict[str, Any] | None,
@@ -171,7 +171,7 @@ def _cold_users(cold: dict[str, Any] | None,
     popular = summary[f"popularity_recall_{n}"]["mean"]
     rows.append([str(n), _cell(summary, f"history_served_recall_{n}"),
                  _cell(summary, f"popularity_recall_{n}"),
-                 common.times(served / popular if popular else None),
+                 common.times2(served / popular if popular else None),
                  _cell(summary, f"history_served_ndcg_{n}"),
                  _cell(summary, f"popularity_ndcg_{n}"),
                  f"{summary[f'users_{n}']['mean']:.0f}"])
