@@ -68,6 +68,13 @@ _COLD_USERS = flags.DEFINE_float(
     "their first 5, 10 and 20 ratings as new users (metrics.json's "
     "cold_users; needs --history_share > 0). 0: none.",
     lower_bound=0.0, upper_bound=0.5)
+_COLD_KNOWN = flags.DEFINE_integer(
+    "cold_known_ratings", _D.data.cold_known_ratings,
+    "With --cold_user_fraction: train with each held-out user's first N "
+    "ratings and score them as known users on their later ratings "
+    "(metrics.json's cold_users.known_given_N), the retrained reference "
+    "for the history side. 0: held-out users stay out of training.",
+    lower_bound=0)
 
 # Model.
 _RETRIEVAL_DIM = flags.DEFINE_integer(
@@ -236,7 +243,8 @@ def config_from_flags() -> config_lib.ExperimentConfig:
             test_fraction=_TEST_FRACTION.value,
             validation_fraction=_VALIDATION_FRACTION.value,
             seed=_SEED.value,
-            cold_user_fraction=_COLD_USERS.value),
+            cold_user_fraction=_COLD_USERS.value,
+            cold_known_ratings=_COLD_KNOWN.value),
         model=model_lib.ModelConfig(
             retrieval_embedding_dim=_RETRIEVAL_DIM.value,
             ncf_embedding_dim=_NCF_DIM.value,

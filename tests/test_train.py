@@ -10,6 +10,7 @@ import time
 
 from absl import flags
 from absl.testing import flagsaver
+import numpy as np
 import pytest
 
 import ncf_tfrs  # noqa: F401  (must precede TensorFlow: selects tf-keras)
@@ -118,6 +119,37 @@ def test_held_out_users_are_served_from_their_first_ratings(data_dir,
   with pytest.raises(ValueError, match="history_share"):
     dataclasses.replace(cfg, model=dataclasses.replace(cfg.model,
                                                        history_share=0.0))
+
+
+def test_held_out_users_can_train_on_their_first_ratings_as_known_users(
+    data_dir, tmp_path):
+  cfg = _smoke_config(data_dir, str(tmp_path))
+  cfg = dataclasses.replace(cfg, data=dataclasses.replace(
+      cfg.data, cold_user_fraction=0.1, cold_known_ratings=3))
+  metrics = train.run(cfg)
+  ratings = data_lib.load("synthetic-small", data_dir)
+  kept, held = data_lib.hold_out_users(ratings, 0.1, cfg.data.seed)
+  given, later = data_lib.first_by_time(held, 3)
+  # Their first 3 ratings are trained on (and left out of their lists);
+  # the kept users split as without them; the later ratings are scored.
+  vocab = data_lib.Vocabulary.load(str(tmp_path / "vocabulary"))
+  rated = data_lib.RatedHistory.load(str(tmp_path / "vocabulary" /
+                                         "rated.npz"))
+  row = {u: i for i, u in enumerate(rated.user_ids)}
+  for user in set(held.user_ids[held.user]):
+    mine = given.movie_ids[given.movie[given.user_ids[given.user] == user]]
+    assert sorted(np.asarray(vocab.movie_ids)[rated.row(row[user])]) == (
+        sorted(mine.astype(bytes)))
+  assert metrics["train_ratings"] + metrics["validation_ratings"] + (
+      metrics["test_ratings"]) == len(kept) + len(given)
+  assert metrics["test_ratings"] == len(data_lib.split(
+      kept, "random", cfg.data.test_fraction, cfg.data.seed)[1])
+  known = metrics["cold_users"]
+  assert sorted(known) == ["known_given_3"]
+  assert known["known_given_3"]["eval_users"] == len(set(later.user))
+  assert 0.0 < known["known_given_3"]["rerank_liked_recall_at_10"] <= 1.0
+  with pytest.raises(ValueError, match="cold_user_fraction"):
+    dataclasses.replace(cfg.data, cold_user_fraction=0.0)
 
 
 def _same(resumed, whole, path=""):

@@ -62,6 +62,21 @@ class Ratings:
         timestamp=self.timestamp[rows],
         oracle=None if self.oracle is None else self.oracle[rows])
 
+  def concat(self, other: Ratings) -> Ratings:
+    """These ratings followed by `other`'s, which share their id tables."""
+    if (other.user_ids is not self.user_ids or
+        other.movie_ids is not self.movie_ids):
+      raise ValueError("Ratings to concatenate must share their id tables.")
+    oracle = (None if self.oracle is None or other.oracle is None
+              else np.concatenate([self.oracle, other.oracle]))
+    return dataclasses.replace(
+        self,
+        user=np.concatenate([self.user, other.user]),
+        movie=np.concatenate([self.movie, other.movie]),
+        rating=np.concatenate([self.rating, other.rating]),
+        timestamp=np.concatenate([self.timestamp, other.timestamp]),
+        oracle=oracle)
+
 
 @dataclasses.dataclass(frozen=True)
 class Movies:

@@ -38,6 +38,11 @@ class DataConfig:
       (seeded), before the split, for the cold-user evaluation: each gives
       their first ratings as a new user's request would
       (`ncf_tfrs.training.cold_users`); 0 holds out no one.
+    cold_known_ratings: n > 0 trains instead with each held-out user's first
+      n ratings by time (in the training split, never validation or test)
+      and scores those users by id on their later ratings: what retraining
+      with the ratings a new user brings would serve them, the reference
+      for the history side. 0: the held-out users stay out of training.
   """
   dataset: str = "synthetic-small"
   data_dir: str | None = None
@@ -48,6 +53,7 @@ class DataConfig:
   validation_fraction: float = 0.1
   seed: int = 42
   cold_user_fraction: float = 0.0
+  cold_known_ratings: int = 0
 
   def __post_init__(self):
     if not 0.0 <= self.validation_fraction < 1.0:
@@ -56,6 +62,12 @@ class DataConfig:
     if not 0.0 <= self.cold_user_fraction < 1.0:
       raise ValueError("cold_user_fraction must be in [0, 1), got "
                        f"{self.cold_user_fraction}.")
+    if self.cold_known_ratings < 0:
+      raise ValueError("cold_known_ratings must be >= 0, got "
+                       f"{self.cold_known_ratings}.")
+    if self.cold_known_ratings and not self.cold_user_fraction:
+      raise ValueError("cold_known_ratings > 0 needs cold_user_fraction > 0: "
+                       "it trains with the first ratings of held-out users.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,9 +140,11 @@ class ExperimentConfig:
   distribute: distribute.DistributeConfig = distribute.DistributeConfig()
 
   def __post_init__(self):
-    if self.data.cold_user_fraction and not self.model.history_share:
+    if (self.data.cold_user_fraction and not self.data.cold_known_ratings
+        and not self.model.history_share):
       raise ValueError("cold_user_fraction > 0 needs history_share > 0: "
-                       "held-out users are served from their ratings.")
+                       "held-out users are served from their ratings "
+                       "(or cold_known_ratings > 0, to train with them).")
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

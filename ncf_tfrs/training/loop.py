@@ -85,10 +85,13 @@ def run(cfg: config_lib.ExperimentConfig,
   data_lib.prepare(data.dataset, data.data_dir, data.manual_dir, data.download)
   movies = data_lib.load_movies(data.dataset, data.data_dir)
   ratings = data_lib.load(data.dataset, data.data_dir, movies)
-  cold = None
+  cold = known_cold = None
   if data.cold_user_fraction:
     ratings, cold = data_lib.hold_out_users(ratings, data.cold_user_fraction,
                                             data.seed)
+    if data.cold_known_ratings:
+      known_cold, cold = data_lib.first_by_time(cold,
+                                                data.cold_known_ratings)
   train_and_validation, test = data_lib.split(ratings, data.split,
                                               data.test_fraction, data.seed)
   if data.validation_fraction:
@@ -96,6 +99,10 @@ def run(cfg: config_lib.ExperimentConfig,
         train_and_validation, data.split, data.validation_fraction, data.seed)
   else:
     train, valid = train_and_validation, None
+  if known_cold is not None:
+    # Always trained on, never validated or tested on.
+    train = train.concat(known_cold)
+    train_and_validation = train_and_validation.concat(known_cold)
   logging.info("%s: %d ratings, %d train / %d validation / %d test (%s "
                "split)", data.dataset, len(ratings), len(train),
                len(valid) if valid else 0, len(test), data.split)
@@ -263,10 +270,17 @@ def run(cfg: config_lib.ExperimentConfig,
   ranking = model.evaluate(test_ds, return_dict=True, verbose=0)
   lists = evaluation.evaluate_lists(model, vocabulary, train_and_validation,
                                     test, cfg.eval)
-  cold_metrics = {
-      f"given_{n}": cold_users.ColdUserEvaluator(vocabulary, cold, n,
-                                                 cfg.eval)(model)
-      for n in cold_users.GIVEN_RATINGS} if cold else None
+  if known_cold is not None:
+    # The held-out users' later ratings, served to them as known users.
+    cold_metrics = {f"known_given_{data.cold_known_ratings}":
+                    evaluation.evaluate_lists(model, vocabulary,
+                                              train_and_validation, cold,
+                                              cfg.eval)}
+  else:
+    cold_metrics = {
+        f"given_{n}": cold_users.ColdUserEvaluator(vocabulary, cold, n,
+                                                   cfg.eval)(model)
+        for n in cold_users.GIVEN_RATINGS} if cold else None
   projector.write_movie_projector(
       os.path.join(model_dir, checkpoints.LOG_DIR), model, vocabulary, movies)
   metrics = {
