@@ -145,7 +145,14 @@ def make_dataset(ratings: Ratings,
   ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.apply(tf.data.experimental.assert_cardinality(
       passes * num_batches_here - first_batch))
-  return ds.prefetch(tf.data.AUTOTUNE)
+  # No tf.data autotuning thread: an iterator that has reached its end joins
+  # that thread when it is deleted, and the join sometimes waits out the
+  # thread's sleep, up to 60 s (seen as `fit` returning 30-55 s after its
+  # last epoch; docs/results/training_speed.md). Without it the parallel map
+  # runs one call per core and the prefetch buffer still grows as needed.
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 class _HistorySampler:
