@@ -106,8 +106,9 @@ def main(argv):
     print(f"user {result.user_id}{note}")
     for rank, (movie_id, title, score) in enumerate(
         zip(result.movie_ids, result.titles, result.scores), 1):
-      print(f"{rank:3d}. {title or '(no title)'}  [movie {movie_id}, "
-            f"score {score:.3f}]")
+      # A fallback list is in popularity order; its scores would not be.
+      shown = "" if result.is_fallback else f", score {score:.3f}"
+      print(f"{rank:3d}. {title or '(no title)'}  [movie {movie_id}{shown}]")
 
 
 def run_main() -> None:

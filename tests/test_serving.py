@@ -287,6 +287,8 @@ def test_recommend_command_prints_titles(exported):
   assert lines[0] == "user u1" and lines[1].startswith("  1. Movie ")
   assert lines[4] == "user nobody (unknown user: most rated movies)"
   assert lines[5].startswith("  1. Movie 0 (2000)")
+  # The most rated list shows no scores, which would not follow its order.
+  assert "score" not in " ".join(lines[5:8]) and "score" in lines[1]
   # u0 rated all but three movies in training: those three, nothing else.
   assert lines[8] == "user u0"
   assert {line.split("[movie ")[1].split(",")[0] for line in lines[9:]} == {
