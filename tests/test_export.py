@@ -340,6 +340,40 @@ def test_scann_recommend_leaves_rated_movies_out_even_for_heavy_users(
       helpers.UNRATED_BY_U0)
 
 
+def test_scann_recommend_history_serves_users_from_their_ratings(exported):
+  loaded = tf.saved_model.load(os.path.join(
+      exported["dir"], helpers.MODEL_NAME + contract.SCANN_MODEL_SUFFIX, "1"))
+  stock = exported["loaded"].signatures
+  users = tf.constant(["newbie", "u7", "nobody"])
+  given = tf.constant([["m1", "m5", ""], ["m1", "", ""],
+                       ["unknown", "", ""]])
+  stars = tf.constant([[5.0, 1.0, 0.0], [4.0, 0.0, 0.0], [5.0, 0.0, 0.0]])
+  out = loaded.signatures["recommend_history"](
+      user_id=users, history_movie_id=given, history_rating=stars,
+      k=tf.constant(10))
+  assert out["is_fallback"].numpy().tolist() == [False, False, True]
+  lists = [[m.decode() for m in row] for row in out["movie_id"].numpy()]
+  assert all(len(set(row)) == 10 and "" not in row for row in lists)
+  assert not {"m1", "m5"} & set(lists[0])
+  assert "m1" not in lists[1]
+  assert not set(lists[1]) & helpers.rated(exported["history"], 7)
+  assert lists[2] == [f"m{i}" for i in range(10)]  # Nothing known: most rated.
+  # The new user's list is in the served order of its history's rows, and
+  # is (nearly: ScaNN is approximate) the exact search's served top 10.
+  scored = stock["score_history"](
+      user_id=users[:1], history_movie_id=given[:1], history_rating=stars[:1],
+      movie_id=out["movie_id"][:1])["score"][0].numpy()
+  np.testing.assert_allclose(out["score"][0].numpy(), scored, rtol=1e-5)
+  assert (np.diff(scored) <= 1e-6).all()
+  candidates = stock["retrieve_history"](
+      user_id=users[:1], history_movie_id=given[:1], history_rating=stars[:1],
+      k=tf.constant(100))["movie_id"]
+  exact = stock["rerank_history"](
+      user_id=users[:1], history_movie_id=given[:1], history_rating=stars[:1],
+      movie_id=candidates, k=tf.constant(10))["movie_id"][0].numpy()
+  assert len({m.decode() for m in exact} & set(lists[0])) >= 8
+
+
 def test_failed_write_publishes_nothing(tmp_path):
   root = str(tmp_path / "model")
 

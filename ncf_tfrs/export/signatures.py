@@ -64,6 +64,13 @@ _SEEN_SPEC = tf.TensorSpec([None, None], tf.string, name=Input.SEEN)
 _INCLUDE_SEEN_SPEC = tf.TensorSpec([], tf.bool, name=Input.INCLUDE_SEEN)
 
 
+def _pad_to(ids: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+  """[B, C] ids right-padded with the padding id to at least `width`."""
+  extra = tf.maximum(width - tf.shape(ids)[1], 0)
+  return tf.pad(ids, [[0, 0], [0, extra]],
+                constant_values=contract.PADDING_ID)
+
+
 class _Untracked:
   """Holds an object without making it part of a SavedModel."""
 
@@ -421,6 +428,10 @@ class ScannServingModule(ServingModule):
     recommend       user_id [B], k [] -> movie_id [B, k], score, is_fallback:
                     ScaNN's top C unrated movies, then `rerank`, in one
                     call (k distinct unrated movies while k are left).
+    recommend_history  the same for users given by their ratings
+                    (`history_movie_id`, `history_rating` [B, H], as the
+                    `*_history` signatures take them; only for a model with
+                    a history side); the history's movies are left out.
   """
 
   def __init__(self, model: model_lib.RecommenderModel,
@@ -435,6 +446,13 @@ class ScannServingModule(ServingModule):
     self._num_neighbors = settings["num_neighbors"]
     self._num_reordered = settings["reordering_num_neighbors"]
     self._num_leaves = settings["num_leaves"] or -1  # -1: no tree.
+    if self.history_functions:
+      self.recommend_history = tf.function(
+          lambda user_id, history_movie_id, history_rating, k:
+          self._recommend(user_id, k, history_movie_id, self._history_side(
+              user_id, history_movie_id, history_rating)),
+          input_signature=[_string_spec([None], Input.USER_ID),
+                           *_HISTORY_SPECS, _K_SPEC])
 
   def _search(self, queries: tf.Tensor, size: tf.Tensor,
               leaves: int = -1) -> tuple[tf.Tensor, tf.Tensor]:
@@ -462,35 +480,43 @@ class ScannServingModule(ServingModule):
   @tf.function(input_signature=[_string_spec([None], Input.USER_ID),
                                 _K_SPEC])
   def recommend(self, user_id, k):
-    """ScaNN's C best movies the user has not rated, reranked: top k.
+    """ScaNN's C best movies the user has not rated, reranked: top k."""
+    return self._recommend(user_id, k, self._no_seen(user_id),
+                           self._id_side(user_id))
 
-    The search fetches C more than the batch's longest history, and
-    searches every leaf when the default leaves still leave a user short
-    of C unrated movies, so a heavy user gets as full a list as a light one.
+  def _recommend(self, user_id, k, seen, side: _UserSide):
+    """ScaNN's C best movies for `side`'s queries, less the user's rated
+    ones and `seen` [B, S], reranked: top k.
+
+    The search fetches C more than the batch's longest history (training's
+    plus `seen`), and searches every leaf when the default leaves still
+    leave a user short of C unrated movies, so a heavy user gets as full a
+    list as a light one.
     """
     rows = self.model.query_tower.lookup(user_id)
     num_rated = (tf.gather(self.rated_row_splits, rows + 1) -
-                 tf.gather(self.rated_row_splits, rows))
+                 tf.gather(self.rated_row_splits, rows) + tf.reduce_sum(
+                     tf.cast(seen != contract.PADDING_ID, tf.int64), axis=1))
     longest = tf.reduce_max(tf.concat([num_rated, [0]], axis=0))
     size = tf.cast(tf.minimum(self._num_neighbors + longest,
                               self._num_movies), tf.int32)
     # The unrated movies each user can get: C, or fewer if it rated nearly all.
-    wanted = tf.minimum(tf.cast(self._num_movies - num_rated, tf.int32),
-                        self._num_neighbors)
-    queries = self.model.query_embeddings(user_id)
+    wanted = tf.cast(tf.minimum(tf.maximum(self._num_movies - num_rated, 0),
+                                self._num_neighbors), tf.int32)
 
     def unrated(found):
       index, scores = found
-      keep = ~tf.math.is_nan(scores) & ~self._is_rated(user_id, index)
+      keep = (~tf.math.is_nan(scores) & ~self._is_rated(user_id, index) &
+              ~self._in_seen(tf.cast(index, tf.int64), seen))
       return index, tf.where(keep, scores, contract.MASKED_SCORE), keep
 
-    index, scores, keep = unrated(self._search(queries, size))
+    index, scores, keep = unrated(self._search(side.query, size))
     if self._num_leaves > 0:
       short = tf.reduce_any(
           tf.reduce_sum(tf.cast(keep, tf.int32), axis=1) < wanted)
       index, scores, keep = tf.cond(
           short,
-          lambda: unrated(self._search(queries, size, self._num_leaves)),
+          lambda: unrated(self._search(side.query, size, self._num_leaves)),
           lambda: (index, scores, keep))
     best = tf.math.top_k(scores, tf.minimum(self._num_neighbors, size))
     candidates = tf.where(best.values > contract.MASKED_SCORE,
@@ -498,13 +524,27 @@ class ScannServingModule(ServingModule):
                                     tf.gather(index, best.indices,
                                               batch_dims=1)),
                           contract.PADDING_ID)
-    popular = tf.broadcast_to(self.catalog[:self._num_neighbors],
-                              tf.shape(candidates))
-    candidates = tf.where(self._is_fallback(user_id)[:, tf.newaxis], popular,
-                          candidates)
-    return self.rerank(user_id, candidates, k)
+    # Users on the fallback: the most rated movies, C more than the
+    # batch's longest `seen` among them, which the rerank leaves out.
+    num_seen = tf.reduce_sum(tf.cast(seen != contract.PADDING_ID, tf.int32),
+                             axis=1)
+    popular = self.catalog[:tf.minimum(
+        self._num_neighbors + tf.reduce_max(tf.concat(
+            [tf.where(side.is_fallback, num_seen, 0), [0]], axis=0)),
+        self._num_movies)]
+    popular = tf.broadcast_to(popular, tf.stack([tf.shape(user_id)[0],
+                                                 tf.shape(popular)[0]]))
+    width = tf.maximum(tf.shape(popular)[1], tf.shape(candidates)[1])
+    candidates = tf.where(side.is_fallback[:, tf.newaxis],
+                          _pad_to(popular, width),
+                          _pad_to(candidates, width))
+    return self._rerank(user_id, candidates, k, seen, tf.constant(False),
+                        side)
 
   def signatures(self) -> dict:
     return {**super().signatures(),
             Signature.SCANN_RETRIEVE: self.scann_retrieve.get_concrete_function(),
-            Signature.RECOMMEND: self.recommend.get_concrete_function()}
+            Signature.RECOMMEND: self.recommend.get_concrete_function(),
+            **({Signature.RECOMMEND_HISTORY:
+                self.recommend_history.get_concrete_function()}
+               if self.history_functions else {})}

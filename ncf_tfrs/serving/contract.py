@@ -32,8 +32,8 @@ REQUESTS_DIR = "requests"
 
 class Signature:
   """Signature names. The first seven are in the stock model; the four
-  `*_history` ones too when the model has a history side; the last two only
-  in the ScaNN-op model."""
+  `*_history` ones too when the model has a history side; the last three
+  only in the ScaNN-op model (`recommend_history` with a history side)."""
   USER_EMBEDDING = "user_embedding"
   SCORE = "score"
   RERANK = "rerank"
@@ -47,6 +47,7 @@ class Signature:
   RETRIEVE_HISTORY = "retrieve_history"
   SCANN_RETRIEVE = "scann_retrieve"
   RECOMMEND = "recommend"
+  RECOMMEND_HISTORY = "recommend_history"
 
 
 class Input:
