@@ -126,11 +126,14 @@ def make_dataset(ratings: Ratings,
       columns.update(histories(u[:num_history], m[:num_history], index))
     return columns
 
-  def pass_batches(p):
+  def permutation(p):
     order = tf.range(n)
     if shuffle:
       order = tf.random.experimental.stateless_shuffle(
           order, seed=tf.stack([tf.constant(seed, tf.int64), p]))
+    return p, order
+
+  def pass_batches(p, order):
     skip = tf.where(p == first_pass, tf.constant(first_in_pass, tf.int64),
                     tf.constant(0, tf.int64))
     ds = tf.data.Dataset.range(shard_index + skip * num_shards,
@@ -141,7 +144,10 @@ def make_dataset(ratings: Ratings,
       ds = ds.map(lambda index: tf.ensure_shape(index, [batch_size]))
     return ds
 
-  ds = tf.data.Dataset.range(first_pass, passes).flat_map(pass_batches)
+  # The next pass's order is drawn while this pass's batches stream, so an
+  # epoch does not start by waiting for a shuffle of every rating.
+  ds = tf.data.Dataset.range(first_pass, passes).map(permutation).prefetch(
+      1).flat_map(pass_batches)
   ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.apply(tf.data.experimental.assert_cardinality(
       passes * num_batches_here - first_batch))
