@@ -494,9 +494,10 @@ class ScannServingModule(ServingModule):
     list as a light one.
     """
     rows = self.model.query_tower.lookup(user_id)
+    num_seen = tf.reduce_sum(tf.cast(seen != contract.PADDING_ID, tf.int64),
+                             axis=1)
     num_rated = (tf.gather(self.rated_row_splits, rows + 1) -
-                 tf.gather(self.rated_row_splits, rows) + tf.reduce_sum(
-                     tf.cast(seen != contract.PADDING_ID, tf.int64), axis=1))
+                 tf.gather(self.rated_row_splits, rows) + num_seen)
     longest = tf.reduce_max(tf.concat([num_rated, [0]], axis=0))
     size = tf.cast(tf.minimum(self._num_neighbors + longest,
                               self._num_movies), tf.int32)
@@ -526,12 +527,10 @@ class ScannServingModule(ServingModule):
                           contract.PADDING_ID)
     # Users on the fallback: the most rated movies, C more than the
     # batch's longest `seen` among them, which the rerank leaves out.
-    num_seen = tf.reduce_sum(tf.cast(seen != contract.PADDING_ID, tf.int32),
-                             axis=1)
-    popular = self.catalog[:tf.minimum(
+    popular = self.catalog[:tf.cast(tf.minimum(
         self._num_neighbors + tf.reduce_max(tf.concat(
             [tf.where(side.is_fallback, num_seen, 0), [0]], axis=0)),
-        self._num_movies)]
+        self._num_movies), tf.int32)]
     popular = tf.broadcast_to(popular, tf.stack([tf.shape(user_id)[0],
                                                  tf.shape(popular)[0]]))
     width = tf.maximum(tf.shape(popular)[1], tf.shape(candidates)[1])
