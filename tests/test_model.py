@@ -252,6 +252,20 @@ def test_l2_penalties_enter_the_training_loss():
     assert (logs["regularization_loss"] > 0) == penalized, config
 
 
+def test_l2_penalty_is_l2_times_the_squares_of_the_rows_a_batch_looks_up():
+  rows = _ratings(64)
+  model = _compiled(dataclasses.replace(SMALL, retrieval_l2=0.01))
+  model(_tensors(rows))
+  queries = model.query_embeddings(tf.constant(rows[features.USER_ID]))
+  candidates = model.candidate_embeddings(tf.constant(rows[features.MOVIE_ID]))
+  # Reported per rating, as the losses are.
+  expected = 0.01 * (np.sum(np.square(queries)) +
+                     np.sum(np.square(candidates))) / 64
+  logs = model.train_step(_tensors(rows))
+  assert float(logs["regularization_loss"]) == pytest.approx(expected,
+                                                             rel=1e-5)
+
+
 def test_learns_planted_groups():
   model = _compiled()
   model.fit(_dataset(_ratings(2000, planted=True), 100), epochs=4, verbose=0)

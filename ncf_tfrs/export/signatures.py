@@ -115,10 +115,9 @@ class ServingModule(tf.Module):
     self.model_variables = list(model.variables)
     # (model.submodules would find them too, but walks the 200k-id
     # vocabulary lists element by element.)
-    self.lookup_tables = [
-        tower.lookup.lookup_table
-        for tower in (model.query_tower, model.candidate_tower,
-                      model.ncf.user_embedding, model.ncf.movie_embedding)]
+    # The NCF tables share these two lookups.
+    self.lookup_tables = [model.query_tower.lookup.lookup_table,
+                          model.candidate_tower.lookup.lookup_table]
     movie_ids = np.asarray(vocabulary.movie_ids).astype(bytes)
     self._num_movies = len(movie_ids)
     self.catalog = tf.Variable(movie_ids, trainable=False, name="catalog")
@@ -253,13 +252,13 @@ class ServingModule(tf.Module):
   def _score(self, user_id, movie_id, side: _UserSide):
     movie_id = self._one_row_per_user(user_id, movie_id,
                                        f"{Input.MOVIE_ID} [B, C]", "movies")
-    logits = self.model.ncf.score_rows(side.ncf, movie_id)
+    rows = self.model.movie_rows(movie_id)
+    logits = self.model.ncf.score_rows(side.ncf, rows)
     return {
-        Output.SCORE: self.model.served_scores(side.query, side.ncf,
-                                               movie_id),
+        Output.SCORE: self.model.served_scores(side.query, side.ncf, rows),
         Output.NCF_LOGIT: logits,
         Output.LIKED_PROB: tf.sigmoid(logits),
-        Output.IS_KNOWN_MOVIE: self._movie_index(movie_id) >= 0,
+        Output.IS_KNOWN_MOVIE: rows > 0,
     }
 
   def _in_seen(self, index: tf.Tensor, seen: tf.Tensor) -> tf.Tensor:
@@ -282,8 +281,9 @@ class ServingModule(tf.Module):
     index = self._movie_index(movie_id)
     popularity = tf.gather(self.log_popularity, tf.maximum(index, 0))
     scores = tf.where(is_fallback[:, tf.newaxis], popularity,
+                      # index + 1: the movies' table rows.
                       self.model.served_scores(side.query, side.ncf,
-                                               movie_id))
+                                               index + 1))
     rated = self._is_rated(user_id, tf.maximum(index, 0)) & ~include_seen
     # A candidate that an earlier one in its row repeats: [i, j] is i < j.
     position = tf.range(tf.shape(movie_id)[1])

@@ -26,8 +26,8 @@ class NcfScorer(tf.keras.layers.Layer):
   """
 
   def __init__(self,
-               user_vocabulary: towers.Vocabulary,
-               movie_vocabulary: towers.Vocabulary,
+               user_vocabulary: towers.VocabularyOrLookup,
+               movie_vocabulary: towers.VocabularyOrLookup,
                embedding_dim: int = 16,
                mlp_layers: Sequence[int] = (64, 32, 16),
                l2: float = 0.0,
@@ -37,8 +37,9 @@ class NcfScorer(tf.keras.layers.Layer):
     """Initializes the scorer.
 
     Args:
-      user_vocabulary: Known user ids, most frequent first.
-      movie_vocabulary: Known movie ids, most frequent first.
+      user_vocabulary: Known user ids, most frequent first, or a lookup
+        to share (see `towers.IdEmbedding`).
+      movie_vocabulary: Known movie ids, likewise.
       embedding_dim: Width of the GMF embeddings and of the MLP embeddings.
       mlp_layers: Widths of the ReLU layers of the MLP branch.
       l2: L2 penalty on the looked-up embedding rows (per occurrence, see
@@ -82,9 +83,9 @@ class NcfScorer(tf.keras.layers.Layer):
     """Scores each user against one or many movies.
 
     Args:
-      user_ids: [B] string user ids.
+      user_ids: [B] string user ids, or their rows in the shared lookup.
       movie_ids: [B] string movie ids (pairs), or [B, C]: C candidates per
-        user, for reranking.
+        user, for reranking; or their rows in the shared lookup.
       training: Whether this is a training step (adds the L2 penalty).
 
     Returns:
@@ -97,19 +98,22 @@ class NcfScorer(tf.keras.layers.Layer):
                  user: tf.Tensor,
                  movie_ids: tf.Tensor,
                  training: bool = False) -> tf.Tensor:
-    """`score` from users' table rows [B, W] (`user_embedding`'s width),
-    however obtained: looked up, or built from a history."""
+    """`score` from users' embedding rows [B, W] (`user_embedding`'s
+    width), however obtained: looked up, or built from a history."""
     movie = self.movie_embedding(movie_ids, training=training)
     if movie.shape.rank > user.shape.rank:
       # The user is looked up once and broadcast over its candidates.
       user = tf.expand_dims(user, axis=1)
       user = tf.broadcast_to(user, tf.shape(movie))
-    d = self._embedding_dim
-    gmf = user[..., :d] * movie[..., :d]
-    mlp = self.mlp(tf.concat([user[..., d:2 * d], movie[..., d:2 * d]],
-                             axis=-1))
+    # One split per row, not a slice per part: a slice's gradient writes a
+    # zero-filled row per part, the split's is one concat.
+    widths = [self._embedding_dim] * 2 + [1] * int(self._bias)
+    user_parts = tf.split(user, widths, axis=-1)
+    movie_parts = tf.split(movie, widths, axis=-1)
+    gmf = user_parts[0] * movie_parts[0]
+    mlp = self.mlp(tf.concat([user_parts[1], movie_parts[1]], axis=-1))
     logits = tf.squeeze(self.output_layer(tf.concat([gmf, mlp], axis=-1)),
                         axis=-1)
     if self._bias:
-      logits += user[..., 2 * d] + movie[..., 2 * d]
+      logits += tf.squeeze(user_parts[2] + movie_parts[2], axis=-1)
     return logits

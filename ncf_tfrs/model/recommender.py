@@ -134,8 +134,10 @@ class RecommenderModel(tfrs.Model):
     self.candidate_tower = towers.IdEmbedding(
         movie_vocabulary, config.retrieval_embedding_dim,
         l2=config.retrieval_l2, name="candidate_tower")
+    # The NCF tables share the towers' lookups: a batch's ids are mapped to
+    # table rows once (`_mapped`), not once per table.
     self.ncf = ncf.NcfScorer(
-        user_vocabulary, movie_vocabulary,
+        self.query_tower.lookup, self.candidate_tower.lookup,
         embedding_dim=config.ncf_embedding_dim,
         mlp_layers=config.ncf_mlp_layers,
         l2=config.ncf_l2 if config.ranking_weight else 0.0,
@@ -267,7 +269,9 @@ class RecommenderModel(tfrs.Model):
 
   def served_scores(self, query: tf.Tensor, ncf_user: tf.Tensor,
                     movie_ids: tf.Tensor) -> tf.Tensor:
-    """`rerank_scores` from users' queries [B, D] and NCF rows [B, W]."""
+    """`rerank_scores` from users' queries [B, D] and NCF rows [B, W];
+    `movie_ids` [B, C] are string ids or their `movie_rows`."""
+    movie_ids = self.movie_rows(movie_ids)
     candidates = self.candidate_tower(movie_ids)
     retrieval = tf.einsum("bd,bcd->bc", query, candidates)
     if self._config.temperature:
@@ -275,12 +279,34 @@ class RecommenderModel(tfrs.Model):
     return retrieval + tf.math.log_sigmoid(
         self.ncf.score_rows(ncf_user, movie_ids))
 
+  def user_rows(self, user_ids: tf.Tensor) -> tf.Tensor:
+    """Table rows of user ids (0: unknown), which every user table takes in
+    place of the ids; rows pass through unchanged."""
+    if user_ids.dtype != tf.string:
+      return user_ids
+    return self.query_tower.lookup(user_ids)
+
+  def movie_rows(self, movie_ids: tf.Tensor) -> tf.Tensor:
+    """`user_rows` for movie ids."""
+    if movie_ids.dtype != tf.string:
+      return movie_ids
+    return self.candidate_tower.lookup(movie_ids)
+
+  def _mapped(self, inputs: Mapping[str, tf.Tensor]) -> Mapping[str, tf.Tensor]:
+    """A batch with its user and movie ids mapped to table rows, once for
+    all the tables that read them."""
+    mapped = dict(inputs)
+    mapped[features.USER_ID] = self.user_rows(inputs[features.USER_ID])
+    mapped[features.MOVIE_ID] = self.movie_rows(inputs[features.MOVIE_ID])
+    return mapped
+
   def train_step(self, inputs):
     """One optimizer step on the batch-summed objective.
 
     With histories in the batch, the history encoder's variables step on
     `history_loss` alone, and every other variable on the objective alone.
     """
+    inputs = self._mapped(inputs)
     histories = (self._config.history_share and
                  features.HISTORY_MOVIE_ID in inputs)
     with tf.GradientTape(persistent=histories) as tape:
@@ -332,6 +358,7 @@ class RecommenderModel(tfrs.Model):
                    inputs: Mapping[str, tf.Tensor],
                    training: bool = False) -> tf.Tensor:
     """Weighted sum of the enabled tasks' batch-summed losses."""
+    inputs = self._mapped(inputs)
     loss = tf.constant(0.0)
     if self._config.retrieval_weight:
       retrieval_loss = self.retrieval_loss(inputs, training=training)
@@ -422,7 +449,7 @@ class RecommenderModel(tfrs.Model):
     Returns:
       Scalar: the loss summed over the examples of the batch.
     """
-    movie_ids = inputs[features.MOVIE_ID]
+    movie_ids = self.movie_rows(inputs[features.MOVIE_ID])
     if queries is None:
       queries = self.query_tower(inputs[features.USER_ID], training=training)
     candidates = self.candidate_tower(movie_ids, training=training)
@@ -434,8 +461,8 @@ class RecommenderModel(tfrs.Model):
       columns["candidate_sampling_probability"] = inputs[
           features.MOVIE_SAMPLING_PROB]
     if self._config.remove_accidental_hits:
-      # Integer ids compare faster than strings in the [chunk, chunk] mask.
-      columns["candidate_ids"] = self.candidate_tower.lookup(movie_ids)
+      # The movies' table rows name the candidates.
+      columns["candidate_ids"] = movie_ids
 
     def chunk_loss(chunk: Mapping[str, tf.Tensor]) -> tf.Tensor:
       chunk = dict(chunk)

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 Vocabulary = Union[Sequence[str], np.ndarray]
+VocabularyOrLookup = Union[Vocabulary, tf.keras.layers.StringLookup]
 
 
 class IdEmbedding(tf.keras.layers.Layer):
@@ -22,7 +23,7 @@ class IdEmbedding(tf.keras.layers.Layer):
   """
 
   def __init__(self,
-               vocabulary: Vocabulary,
+               vocabulary: VocabularyOrLookup,
                embedding_dim: int,
                l2: float = 0.0,
                name: Optional[str] = None,
@@ -30,7 +31,9 @@ class IdEmbedding(tf.keras.layers.Layer):
     """Initializes the block.
 
     Args:
-      vocabulary: Known ids, most frequent first, without duplicates.
+      vocabulary: Known ids, most frequent first, without duplicates; or
+        another block's `lookup`, to share it: blocks over the same ids then
+        map them once per batch (see `call`).
       embedding_dim: Width of each embedding row.
       l2: In training, adds `l2 * sum(row ** 2)` over the looked-up rows (one
         term per occurrence, in the units of the models' summed losses). The
@@ -40,14 +43,18 @@ class IdEmbedding(tf.keras.layers.Layer):
     """
     super().__init__(name=name, **kwargs)
     self._l2 = l2
-    self.lookup = tf.keras.layers.StringLookup(
-        # An array, not a list: Keras tracks a list attribute as a container
-        # and walks it item by item whenever it gathers the model's layers
-        # or variables, which tracing a training step does many times.
-        vocabulary=np.asarray(vocabulary, dtype=str),
-        num_oov_indices=1,
-        mask_token=None,
-        name="lookup")
+    if isinstance(vocabulary, tf.keras.layers.StringLookup):
+      self.lookup = vocabulary
+    else:
+      self.lookup = tf.keras.layers.StringLookup(
+          # An array, not a list: Keras tracks a list attribute as a
+          # container and walks it item by item whenever it gathers the
+          # model's layers or variables, which tracing a training step does
+          # many times.
+          vocabulary=np.asarray(vocabulary, dtype=str),
+          num_oov_indices=1,
+          mask_token=None,
+          name="lookup")
     self.embedding = tf.keras.layers.Embedding(
         self.lookup.vocabulary_size(), embedding_dim, name="embedding")
 
@@ -57,8 +64,15 @@ class IdEmbedding(tf.keras.layers.Layer):
     return self.lookup.vocabulary_size()
 
   def call(self, ids: tf.Tensor, training: bool = False) -> tf.Tensor:
-    """Maps string ids of any shape [...] to embeddings [..., embedding_dim]."""
-    embeddings = self.embedding(self.lookup(ids))
+    """Maps ids of any shape [...] to embeddings [..., embedding_dim].
+
+    `ids` are string ids, or integer rows that `lookup` has mapped already
+    (a batch's ids are mapped once for all the blocks that share it).
+    """
+    rows = self.lookup(ids) if ids.dtype == tf.string else ids
+    embeddings = self.embedding(rows)
     if training and self._l2:
-      self.add_loss(self._l2 * tf.reduce_sum(tf.square(embeddings)))
+      # l2_loss is sum(x ** 2) / 2; its gradient is one multiply, where
+      # reduce_sum's tiles the upstream gradient over the rows first.
+      self.add_loss(2.0 * self._l2 * tf.nn.l2_loss(embeddings))
     return embeddings
