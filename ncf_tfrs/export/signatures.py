@@ -156,9 +156,9 @@ class ServingModule(tf.Module):
     return tf.equal(self.model.query_tower.lookup(user_ids), 0)
 
   def _id_side(self, user_id: tf.Tensor) -> _UserSide:
-    return _UserSide(self.model.query_embeddings(user_id),
-                     self.model.ncf.user_embedding(user_id),
-                     self._is_fallback(user_id))
+    rows = self.model.user_rows(user_id)
+    return _UserSide(self.model.query_embeddings(rows),
+                     self.model.ncf.user_embedding(rows), tf.equal(rows, 0))
 
   def _history_side(self, user_id: tf.Tensor, history_movie_id: tf.Tensor,
                     history_rating: tf.Tensor) -> _UserSide:

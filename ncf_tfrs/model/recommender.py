@@ -236,8 +236,9 @@ class RecommenderModel(tfrs.Model):
     per-user constant. Their sum, log P(watch) + log P(liked | watch), ranks
     by the chance that the user watches the movie and likes it.
     """
-    return self.served_scores(self.query_tower(user_ids),
-                              self.ncf.user_embedding(user_ids), movie_ids)
+    users = self.user_rows(user_ids)
+    return self.served_scores(self.query_tower(users),
+                              self.ncf.user_embedding(users), movie_ids)
 
   def history_query_embeddings(self, history_movie_ids: tf.Tensor,
                                history_ratings: tf.Tensor) -> tf.Tensor:
