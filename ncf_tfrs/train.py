@@ -159,9 +159,14 @@ _BATCH_SIZE = flags.DEFINE_integer(
     "steps on any number of replicas; retrieval chunks are cut from each "
     "replica's share. Under parameter_server each worker step takes a whole "
     "batch.", lower_bound=1)
+_CHECKPOINT_SECONDS = flags.DEFINE_float(
+    "checkpoint_every_seconds", _D.train.checkpoint_every_seconds,
+    "Seconds of training between the backups that a killed run resumes "
+    "from (and one at each epoch's end).", lower_bound=0)
 _CHECKPOINT_STEPS = flags.DEFINE_integer(
     "checkpoint_every_steps", _D.train.checkpoint_every_steps,
-    "Steps between backups that a killed run resumes from.", lower_bound=1)
+    "Back up every this many steps instead of --checkpoint_every_seconds.",
+    lower_bound=1)
 _STEPS_PER_EXECUTION = flags.DEFINE_integer(
     "steps_per_execution", _D.train.steps_per_execution,
     "Training steps per call into the graph (less Python overhead per step).",
@@ -268,6 +273,7 @@ def config_from_flags() -> config_lib.ExperimentConfig:
             epochs=_EPOCHS.value,
             early_stopping_patience=_PATIENCE.value,
             batch_size=_BATCH_SIZE.value,
+            checkpoint_every_seconds=_CHECKPOINT_SECONDS.value,
             checkpoint_every_steps=_CHECKPOINT_STEPS.value,
             steps_per_execution=_STEPS_PER_EXECUTION.value,
             eval_every_steps=_EVAL_EVERY_STEPS.value),

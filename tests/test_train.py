@@ -227,6 +227,38 @@ def test_killed_run_resumes_to_the_uninterrupted_runs_metrics(data_dir,
   assert not any(line.startswith("{") for line in out)
 
 
+class _CountingBackup(resume.RunBackup):
+  """Records (epoch, batch) of every backup it takes."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.backups = []
+
+  def _backup(self, epoch, batch=0):
+    self.backups.append((epoch, batch))
+    super()._backup(epoch, batch)
+
+
+@pytest.mark.parametrize("save_freq, every_seconds, expected", [
+    # By time, an interval already over: every execution's end.
+    (None, 0.0, [(e, b) for e in (0, 1) for b in range(5)]),
+    # By time, an interval never over: the epochs' ends only.
+    (None, 1e9, [(0, 4), (1, 4)]),
+    # By steps (every 2), the clock is not read.
+    (2, 0.0, [(0, 1), (0, 3), (0, 4), (1, 1), (1, 3), (1, 4)]),
+])
+def test_backups_are_taken_by_time_unless_steps_are_given(
+    tmp_path, save_freq, every_seconds, expected):
+  model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+  model.compile(optimizer="sgd", loss="mse")
+  x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+  backup = _CountingBackup(str(tmp_path / "backup"), save_freq,
+                           steps_per_epoch=5, every_seconds=every_seconds)
+  model.fit(x, x[:, :1], batch_size=4, epochs=2, verbose=0,
+            callbacks=[backup])
+  assert backup.backups == expected
+
+
 def test_nan_loss_stops_with_a_clear_message(data_dir, tmp_path):
   cfg = _smoke_config(data_dir, str(tmp_path))
   cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(

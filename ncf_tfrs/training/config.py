@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from ncf_tfrs import model as model_lib
 from ncf_tfrs.training import distribute
@@ -87,8 +87,13 @@ class TrainConfig:
       multi-replica strategy, the global batch of a synchronous step: each of
       R replicas takes batch_size / R (see `ncf_tfrs.distribute`).
     eval_batch_size: ratings per step when evaluating.
-    checkpoint_every_steps: steps between the backups a killed run resumes
-      from (also written at each epoch end); rounded up to whole executions.
+    checkpoint_every_seconds: seconds of training between the backups a
+      killed run resumes from (checked at each execution's end; a backup is
+      also written at each epoch end). Time, not steps: a backup costs the
+      same whatever a step costs, so a step count right for one machine and
+      dataset backs up every few seconds on a faster one.
+    checkpoint_every_steps: when set, back up every this many steps instead
+      (rounded up to whole executions), at the same steps in every run.
     steps_per_execution: training steps run per call into the TensorFlow
       graph; more saves per-step Python overhead, callbacks see fewer calls.
     eval_every_steps: steps between evaluations of a fixed sample of the
@@ -101,7 +106,8 @@ class TrainConfig:
   early_stopping_patience: int = 2
   batch_size: int = 16384
   eval_batch_size: int = 65536
-  checkpoint_every_steps: int = 500
+  checkpoint_every_seconds: float = 60.0
+  checkpoint_every_steps: Optional[int] = None
   steps_per_execution: int = 10
   eval_every_steps: int = 0
   curve_sample_ratings: int = 200_000
@@ -110,6 +116,13 @@ class TrainConfig:
     if self.early_stopping_patience < 0:
       raise ValueError("early_stopping_patience must be >= 0, got "
                        f"{self.early_stopping_patience}.")
+    if self.checkpoint_every_seconds < 0:
+      raise ValueError("checkpoint_every_seconds must be >= 0, got "
+                       f"{self.checkpoint_every_seconds}.")
+    if (self.checkpoint_every_steps is not None and
+        self.checkpoint_every_steps < 1):
+      raise ValueError("checkpoint_every_steps must be >= 1, got "
+                       f"{self.checkpoint_every_steps}.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -190,8 +190,9 @@ def run(cfg: config_lib.ExperimentConfig,
       os.path.join(model_dir, validation.HISTORY_FILE) if chief else None
   ) if valid else None
   # BackupAndRestore counts calls of its batch hook, one per execution.
-  backup_every = -(-min(cfg.train.checkpoint_every_steps, steps_per_epoch) //
-                   cfg.train.steps_per_execution)
+  backup_steps = cfg.train.checkpoint_every_steps
+  backup_every = None if backup_steps is None else -(
+      -min(backup_steps, steps_per_epoch) // cfg.train.steps_per_execution)
   epoch_timer = callbacks_lib.EpochTimer(progress.epoch_seconds,
                                          progress.epoch_losses,
                                          progress.epoch_boundary_seconds)
@@ -225,7 +226,8 @@ def run(cfg: config_lib.ExperimentConfig,
       # Last: its epoch-end backup follows the other callbacks' epoch ends.
       resume.RunBackup(backup_dir,
                        "epoch" if parameter_server else backup_every,
-                       steps_per_epoch, progress_at if chief else None),
+                       steps_per_epoch, progress_at if chief else None,
+                       every_seconds=cfg.train.checkpoint_every_seconds),
   ]
   start = time.perf_counter()
   history = model.fit(

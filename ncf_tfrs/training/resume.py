@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
+import time
 from typing import Callable, Optional
 
 from absl import logging
@@ -120,30 +122,44 @@ def _save_progress(backup_dir: str, progress: RunProgress) -> None:
 class RunBackup(tf.keras.callbacks.BackupAndRestore):
   """`BackupAndRestore` that a resumed run continues exactly from.
 
-  Three changes to Keras's callback:
+  Four changes to Keras's callback:
   - the step saved is the last one trained (Keras saves the first step of
     the last execution, so with `steps_per_execution` a resumed run trained
     some steps twice, on other batches);
   - the backup at an epoch's last step is taken at the epoch's end, after
     the callbacks listed before this one (validation, epoch checkpoints):
     resumed at the next epoch, the run has them all;
-  - `progress` (the chief's history so far) is written before each backup.
+  - `progress` (the chief's history so far) is written before each backup;
+  - with `save_freq=None`, a backup is taken at the first execution end
+    `every_seconds` after the last one.
   Place it last among the callbacks.
   """
 
-  def __init__(self, backup_dir: str, save_freq: int | str,
+  def __init__(self, backup_dir: str, save_freq: int | str | None,
                steps_per_epoch: int,
-               progress: Optional[Callable[[int], RunProgress]] = None):
-    super().__init__(backup_dir, save_freq=save_freq)
+               progress: Optional[Callable[[int], RunProgress]] = None,
+               every_seconds: float = 60.0):
+    # By time: Keras's own count of executions never reaches its frequency.
+    super().__init__(backup_dir,
+                     save_freq=sys.maxsize if save_freq is None else save_freq)
     self._backup_dir = backup_dir
     self._steps_per_epoch = steps_per_epoch
     self._progress = progress
+    self._every_seconds = every_seconds if save_freq is None else None
+    self._last_backup = time.monotonic()
+
+  def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
+    self._last_backup = time.monotonic()
 
   def on_train_batch_end(self, batch, logs=None):
     if self.save_freq != "epoch" and batch >= self._steps_per_epoch - 1:
       self._batches_count = 0  # The epoch's end backs up.
       return
     super().on_train_batch_end(batch, logs)
+    if (self._every_seconds is not None and
+        time.monotonic() - self._last_backup >= self._every_seconds):
+      self._backup(self._current_epoch, batch)
 
   def on_epoch_end(self, epoch, logs=None):
     if self.save_freq == "epoch":
@@ -166,3 +182,4 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
     if self._progress:
       _save_progress(self._backup_dir, self._progress(step))
     super()._backup(epoch, batch)
+    self._last_backup = time.monotonic()
