@@ -153,12 +153,14 @@ class ServingModule(tf.Module):
     return self._keras.value
 
   def _is_fallback(self, user_ids: tf.Tensor) -> tf.Tensor:
-    return tf.equal(self.model.query_tower.lookup(user_ids), 0)
+    """Unknown users, from their ids or their table rows."""
+    return tf.equal(self.model.user_rows(user_ids), 0)
 
   def _id_side(self, user_id: tf.Tensor) -> _UserSide:
     rows = self.model.user_rows(user_id)
     return _UserSide(self.model.query_embeddings(rows),
-                     self.model.ncf.user_embedding(rows), tf.equal(rows, 0))
+                     self.model.ncf.user_embedding(rows),
+                     self._is_fallback(rows))
 
   def _history_side(self, user_id: tf.Tensor, history_movie_id: tf.Tensor,
                     history_rating: tf.Tensor) -> _UserSide:
@@ -185,8 +187,8 @@ class ServingModule(tf.Module):
         ~known & ~has_history)
 
   def _movie_index(self, movie_ids: tf.Tensor) -> tf.Tensor:
-    """Catalog row of each movie id, -1 for unknown ones."""
-    return self.model.candidate_tower.lookup(movie_ids) - 1
+    """Catalog row of each movie id (or table row), -1 for unknown ones."""
+    return self.model.movie_rows(movie_ids) - 1
 
   def _rated_rows(self, user_ids: tf.Tensor) -> tf.RaggedTensor:
     """[B, (rated)] int32: each user's rated catalog rows, ascending."""
@@ -278,12 +280,11 @@ class ServingModule(tf.Module):
         [self._check_k(k, tf.shape(movie_id)[1], "candidates")]):
       k = tf.identity(k)
     is_fallback = side.is_fallback
-    index = self._movie_index(movie_id)
+    rows = self.model.movie_rows(movie_id)
+    index = self._movie_index(rows)
     popularity = tf.gather(self.log_popularity, tf.maximum(index, 0))
     scores = tf.where(is_fallback[:, tf.newaxis], popularity,
-                      # index + 1: the movies' table rows.
-                      self.model.served_scores(side.query, side.ncf,
-                                               index + 1))
+                      self.model.served_scores(side.query, side.ncf, rows))
     rated = self._is_rated(user_id, tf.maximum(index, 0)) & ~include_seen
     # A candidate that an earlier one in its row repeats: [i, j] is i < j.
     position = tf.range(tf.shape(movie_id)[1])
