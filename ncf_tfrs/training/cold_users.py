@@ -126,11 +126,10 @@ class ColdUserEvaluator:
       lists = {"history_served": served, "history_retrieval": top[:, :n],
                "popularity": head[np.argsort(~unseen_head, axis=1,
                                              kind="stable")[:, :n]]}
-      shape = (len(batch), len(catalog))
-      liked = evaluation._dense(*self._liked.rows(batch), shape)
       num_liked = self._liked.counts(batch)
       for name, ranked in lists.items():
-        values = evaluation._list_metrics(ranked, liked, num_liked)
+        values = evaluation._list_metrics(
+            self._liked.contains(batch, ranked), num_liked)
         for metric in ("recall", "ndcg"):
           key = f"{name}_liked_{metric}_at_{n}"
           sums[key] = sums.get(key, 0.0) + float(values[metric].sum())

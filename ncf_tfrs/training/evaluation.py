@@ -90,23 +90,28 @@ class _UserItems:
                        lengths)
     return rows, self.movies[starts + np.arange(lengths.sum())]
 
+  def contains(self, users: np.ndarray, lists: np.ndarray) -> np.ndarray:
+    """Whether each movie of `lists` [U, k] is one of its row's user's
+    (`users` [U]): the hits of ranked lists, without a [U, catalog] mask."""
+    rows, movies = self.rows(users)
+    keys = np.sort((rows.astype(np.int64) << 32) | movies)
+    probe = (np.arange(len(users), dtype=np.int64)[:, None] << 32) | lists
+    if not len(keys):
+      return np.zeros(lists.shape, dtype=bool)
+    found = np.minimum(np.searchsorted(keys, probe), len(keys) - 1)
+    return keys[found] == probe
 
-def _dense(rows: np.ndarray, cols: np.ndarray, shape) -> np.ndarray:
-  mask = np.zeros(shape, dtype=bool)
-  mask[rows, cols] = True
-  return mask
 
-
-def _list_metrics(top: np.ndarray, relevant: np.ndarray,
+def _list_metrics(hits: np.ndarray,
                   num_relevant: np.ndarray) -> dict[str, np.ndarray]:
-  """Per-user precision, recall, NDCG and MAP of the ranked lists `top` [U, k].
+  """Per-user precision, recall, NDCG and MAP of ranked lists, from their
+  hits [U, k] (binary relevance: `_UserItems.contains`).
 
-  Binary relevance (`relevant` [U, catalog], `num_relevant` [U] its row
-  sums); every user has a relevant movie. MAP is the mean of the precisions
-  at the hits' ranks, divided by the number of relevant movies.
+  `num_relevant` [U] counts each user's relevant movies; every user has
+  one. MAP is the mean of the precisions at the hits' ranks, divided by the
+  number of relevant movies.
   """
-  hits = np.take_along_axis(relevant, top, axis=1)
-  k = top.shape[1]
+  k = hits.shape[1]
   ranks = np.arange(1, k + 1)
   discounts = 1.0 / np.log2(ranks + 1)
   ideal = np.cumsum(discounts)[np.minimum(num_relevant, k) - 1]
@@ -161,25 +166,46 @@ class ListEvaluator:
     self._config = config
     self._functions = None
 
-  def _graph_functions(self, model):
-    """The model's query and rerank functions as graphs, traced once per
-    model: validation calls the evaluator with the same model every epoch,
-    and batches of any size share one trace."""
+  def _graph_functions(self, model, k: int, unmasked_k: int):
+    """The model's ranking and rerank functions as graphs, traced once per
+    model and cutoffs: validation calls the evaluator with the same model
+    every epoch, and batches of any size share one trace.
+
+    `top` scores a batch of users against the catalog, leaves out each
+    user's seen movies ([N, 2] (row, catalog position) pairs) and returns
+    the top `k` (scores, catalog positions); with `unmasked_k`, also the top
+    `unmasked_k` positions with seen movies left in. The [users, catalog]
+    scores never leave the graph.
+    """
     if self._functions is None or self._functions[0] is not model:
       users = tf.TensorSpec([None], tf.string)
       candidates = tf.TensorSpec([None, None], tf.string)
-      embeddings = tf.TensorSpec([None, None], tf.float32)
       self._functions = (model, {
-          "scores": tf.function(
-              lambda user_ids, catalog: tf.matmul(
-                  model.query_embeddings(user_ids), catalog,
-                  transpose_b=True),
-              input_signature=[users, embeddings]),
           "rerank": tf.function(model.rerank_scores,
                                 input_signature=[users, candidates]),
           "ncf_rerank": tf.function(model.rerank_logits,
                                     input_signature=[users, candidates])})
-    return self._functions[1]
+    functions = self._functions[1]
+    key = ("top", k, unmasked_k)
+    if key not in functions:
+
+      def top(user_ids, catalog, seen):
+        scores = tf.matmul(model.query_embeddings(user_ids), catalog,
+                           transpose_b=True)
+        masked = tf.tensor_scatter_nd_update(
+            scores, seen, tf.fill(tf.shape(seen)[:1], -np.inf))
+        best = tf.math.top_k(masked, k=k)
+        if not unmasked_k:
+          return best.values, best.indices
+        return (best.values, best.indices,
+                tf.math.top_k(scores, k=unmasked_k).indices)
+
+      functions[key] = tf.function(top, input_signature=[
+          tf.TensorSpec([None], tf.string),
+          tf.TensorSpec([None, None], tf.float32),
+          tf.TensorSpec([None, 2], tf.int64)])
+    return {"top": functions[key], "rerank": functions["rerank"],
+            "ncf_rerank": functions["ncf_rerank"]}
 
   def __call__(self, model,
                retrieval_only: bool = False) -> dict[str, float]:
@@ -198,18 +224,20 @@ class ListEvaluator:
     """
     catalog, users, seen = self._catalog, self._users, self._seen
     held_out, liked, config = self._held_out, self._liked, self._config
+    max_k = min(max(config.recall_ks + (() if retrieval_only
+                                         else (config.num_candidates,))),
+                len(catalog))
+    factorized_k = min(max(config.recall_ks), len(catalog))
+    unmasked_k = 0 if retrieval_only else max(
+        factorized_k, min(config.num_candidates, len(catalog)))
     # Called eagerly, each Keras layer call walks the whole model first.
-    functions = self._graph_functions(model)
-    retrieval_scores = functions["scores"]
+    functions = self._graph_functions(model, max_k, unmasked_k)
     rerankers = {name: functions[name] for name in ("rerank", "ncf_rerank")}
     candidates = model.candidate_embeddings(tf.constant(catalog))
     # The vocabulary is most frequent first.
     popularity = np.arange(len(catalog))
-    max_k = max(config.recall_ks + (() if retrieval_only
-                                     else (config.num_candidates,)))
     sums: dict[str, float] = {}
     liked_users = 0
-    factorized_k = min(max(config.recall_ks), len(catalog))
     factorized_hits = held_out_ratings = 0
 
     def add(name, values):
@@ -226,57 +254,56 @@ class ListEvaluator:
 
     for start in range(0, len(users), config.batch_size):
       batch = users[start:start + config.batch_size]
-      shape = (len(batch), len(catalog))
       user_ids = tf.constant(self._user_ids[batch].astype(bytes))
-      scores = retrieval_scores(user_ids, candidates).numpy()
-      relevant = _dense(*held_out.rows(batch), shape)
-      num_relevant = held_out.counts(batch)
       seen_rows = seen.rows(batch)
+      ranked = [t.numpy() for t in functions["top"](
+          user_ids, candidates,
+          np.stack(seen_rows, axis=1).astype(np.int64))]
+      top_scores, top = ranked[:2]
+      num_relevant = held_out.counts(batch)
       if not retrieval_only:
-        unmasked_top = tf.math.top_k(
-            scores, k=max(factorized_k, min(config.num_candidates,
-                                            len(catalog)))).indices.numpy()
-        factorized_hits += int(np.take_along_axis(
-            relevant, unmasked_top[:, :factorized_k], axis=1).sum())
+        unmasked_top = ranked[2]
+        factorized_hits += int(held_out.contains(
+            batch, unmasked_top[:, :factorized_k]).sum())
         held_out_ratings += int(num_relevant.sum())
         # The list as served before rated movies were left out.
         with_seen = unmasked_top[:, :config.num_candidates]
         with_seen = reranked(rerankers["rerank"], user_ids, with_seen,
                              tf.constant(catalog[with_seen]))
-      scores[seen_rows] = -np.inf
-      top = tf.math.top_k(scores, k=min(max_k, len(catalog))).indices.numpy()
       for k in config.recall_ks:
-        add(f"retrieval_recall_at_{k}",
-            _list_metrics(top[:, :k], relevant, num_relevant)["recall"])
+        add(f"retrieval_recall_at_{k}", _list_metrics(
+            held_out.contains(batch, top[:, :k]), num_relevant)["recall"])
       if retrieval_only:
         continue
 
       n = config.list_size
       cands = top[:, :config.num_candidates]
       cand_ids = tf.constant(catalog[cands])
-      unseen = np.isfinite(np.take_along_axis(scores, cands, axis=1))
+      unseen = np.isfinite(top_scores[:, :config.num_candidates])
       lists = {"retrieval": top[:, :n], "rerank_with_seen": with_seen}
       for name, rerank in rerankers.items():
         lists[name] = reranked(rerank, user_ids, cands, cand_ids, unseen)
       # The n most rated unseen movies lie within the first n + (most movies
       # a user of the batch has seen) of the catalog.
       head = popularity[:n + int(np.bincount(seen_rows[0]).max(initial=0))]
-      unseen_head = np.isfinite(scores[:, head])
+      unseen_head = ~seen.contains(batch,
+                                   np.broadcast_to(head, (len(batch),
+                                                          len(head))))
       lists["popularity"] = head[
           np.argsort(~unseen_head, axis=1, kind="stable")[:, :n]]
-      for metric, values in _list_metrics(lists["rerank"], relevant,
-                                          num_relevant).items():
+      for metric, values in _list_metrics(
+          held_out.contains(batch, lists["rerank"]), num_relevant).items():
         add(f"rerank_{metric}_at_{n}", values)
 
-      liked_mask = _dense(*liked.rows(batch), shape)
       num_liked = liked.counts(batch)
       has_liked = num_liked > 0
       if not has_liked.any():
         continue
       liked_users += int(has_liked.sum())
-      for name, ranked in lists.items():
-        values = _list_metrics(ranked[has_liked], liked_mask[has_liked],
-                               num_liked[has_liked])
+      for name, ranked_list in lists.items():
+        values = _list_metrics(
+            liked.contains(batch[has_liked], ranked_list[has_liked]),
+            num_liked[has_liked])
         add(f"{name}_liked_recall_at_{n}", values["recall"])
         add(f"{name}_liked_ndcg_at_{n}", values["ndcg"])
 
