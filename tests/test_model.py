@@ -295,6 +295,30 @@ def test_optimizer_updates_embedding_tables_with_adagrad():
     assert has_slots(adam, variable) != is_table, variable.name
 
 
+def test_slots_created_up_front_train_the_same_with_one_trace():
+  rows = _ratings(128)
+  batch = _tensors({name: column[:64] for name, column in rows.items()})
+  trained = {}
+  for up_front in (False, True):
+    tf.keras.utils.set_random_seed(0)
+    model = _compiled()
+    model(batch)
+    if up_front:
+      model_lib.create_slots(model)
+      created = len(model.optimizer.weights)
+    model.fit(_dataset(rows, 64), epochs=2, verbose=0)
+    trained[up_front] = model
+  lazy, eager = trained[False], trained[True]
+  # Every variable apply_gradients needs, and no other, was created.
+  assert created == len(lazy.optimizer.weights) == len(eager.optimizer.weights)
+  for a, b in zip(lazy.weights + lazy.optimizer.weights,
+                  eager.weights + eager.optimizer.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+  # A step that creates variables is traced again without them.
+  assert lazy.train_tf_function.experimental_get_tracing_count() == 2
+  assert eager.train_tf_function.experimental_get_tracing_count() == 1
+
+
 def test_needs_a_positive_task_weight():
   with pytest.raises(ValueError):
     model_lib.RecommenderModel(USERS, MOVIES, model_lib.ModelConfig(

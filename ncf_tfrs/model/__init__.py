@@ -14,6 +14,7 @@
 from ncf_tfrs.model.config import ModelConfig
 from ncf_tfrs.model.config import OptimizerConfig
 from ncf_tfrs.model.losses import InBatchSoftmaxLoss
+from ncf_tfrs.model.optimizers import create_slots
 from ncf_tfrs.model.optimizers import make_optimizer
 from ncf_tfrs.model.recommender import RatingThresholds
 from ncf_tfrs.model.recommender import RecommenderModel

@@ -44,3 +44,25 @@ def make_optimizer(
       (embedding_optimizer, lambda: _embedding_variables(model)),
       (dense_optimizer, lambda: _dense_variables(model)),
   ])
+
+
+def create_slots(model: tf.keras.Model) -> None:
+  """Creates the optimizer's variables (step counter, slots) for `model` now.
+
+  Legacy Keras optimizers create them in their first `apply_gradients`,
+  inside the first traced training step; `tf.function` then traces that
+  step a second time, because the first trace created variables. Created
+  beforehand (under the distribution strategy's scope, with the model
+  built), the first trace is the only one: at ml-32m's size that trace is
+  seconds of the run's start. The variables are the ones `apply_gradients`
+  would create, with the same initial values.
+
+  Args:
+    model: a built model compiled with `make_optimizer`'s optimizer.
+  """
+  optimizer = model.optimizer
+  for part, variables in zip(optimizer.optimizers,
+                             (_embedding_variables(model),
+                              _dense_variables(model))):
+    # What OptimizerV2.apply_gradients runs first, lifted out of the graph.
+    part._create_all_weights(variables)  # pylint: disable=protected-access

@@ -147,6 +147,7 @@ def run(cfg: config_lib.ExperimentConfig,
     model.compile(optimizer=model_lib.make_optimizer(model, cfg.optimizer),
                   steps_per_execution=cfg.train.steps_per_execution)
     model(next(iter(test_ds)))  # BackupAndRestore needs a built model.
+    model_lib.create_slots(model)  # The train step is then traced once.
   if distributed and not parameter_server:
     # Keras's default sums each replica's already all-reduced metrics across
     # workers (AUC 1.4 on two workers).
