@@ -127,6 +127,21 @@ def test_list_metrics_equal_the_hand_computed_values():
           "eval_users": 2}
 
 
+@pytest.mark.parametrize("num_columns,k", [(1000, 100), (130, 3), (130, 130),
+                                            (64, 10), (5, 5)])
+def test_blocked_top_k_equals_tf_top_k_ties_and_masks_included(num_columns,
+                                                              k):
+  rng = np.random.default_rng(num_columns + k)
+  # Few distinct values (many ties) and a third of the columns masked.
+  scores = rng.integers(0, 8, (6, num_columns)).astype(np.float32)
+  scores[rng.random(scores.shape) < 0.3] = -np.inf
+  scores[0] = -np.inf  # A user who has seen everything.
+  values, indices = evaluation.top_k(tf.constant(scores), k, block=8)
+  expected = tf.math.top_k(scores, k)
+  np.testing.assert_array_equal(values.numpy(), expected.values.numpy())
+  np.testing.assert_array_equal(indices.numpy(), expected.indices.numpy())
+
+
 def test_users_sample_is_seeded_and_cutoffs_are_checked():
   train = _ratings([(0, 0, 4.0), (1, 3, 3.0)])
   test = _ratings([(0, 1, 5.0), (1, 0, 4.0)])
