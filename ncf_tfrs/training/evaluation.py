@@ -124,10 +124,10 @@ def _list_metrics(hits: np.ndarray,
 
 def top_k(scores: tf.Tensor, k: int, block: int = 64) -> tuple[tf.Tensor,
                                                                  tf.Tensor]:
-  """`tf.math.top_k(scores, k)` of [users, catalog] scores, about twice as
-  fast on a large catalog: the same values and indices, ties included.
+  """`tf.math.top_k(scores, k)` of [users, catalog] scores, faster on a large
+  catalog: the same values and indices, ties included.
 
-  Only the k columns blocks with the highest maxima can hold a row's top k
+  Only the k column blocks with the highest maxima can hold a row's top k
   (a block outside them holds nothing above the k-th largest block maximum),
   so the top k is taken over those blocks' columns instead of the whole row.
   Blocks are kept in column order, so ties still go to the lower column, as
