@@ -283,15 +283,11 @@ class RecommenderModel(tfrs.Model):
   def user_rows(self, user_ids: tf.Tensor) -> tf.Tensor:
     """Table rows of user ids (0: unknown), which every user table takes in
     place of the ids; rows pass through unchanged."""
-    if user_ids.dtype != tf.string:
-      return user_ids
-    return self.query_tower.lookup(user_ids)
+    return self.query_tower.rows(user_ids)
 
   def movie_rows(self, movie_ids: tf.Tensor) -> tf.Tensor:
     """`user_rows` for movie ids."""
-    if movie_ids.dtype != tf.string:
-      return movie_ids
-    return self.candidate_tower.lookup(movie_ids)
+    return self.candidate_tower.rows(movie_ids)
 
   def _mapped(self, inputs: Mapping[str, tf.Tensor]) -> Mapping[str, tf.Tensor]:
     """A batch with its user and movie ids mapped to table rows, once for

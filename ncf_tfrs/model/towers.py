@@ -63,14 +63,18 @@ class IdEmbedding(tf.keras.layers.Layer):
     """Number of table rows, the OOV row included."""
     return self.lookup.vocabulary_size()
 
+  def rows(self, ids: tf.Tensor) -> tf.Tensor:
+    """Table rows of string ids (0: unknown); integer rows, which `lookup`
+    has mapped already, pass through unchanged."""
+    return self.lookup(ids) if ids.dtype == tf.string else ids
+
   def call(self, ids: tf.Tensor, training: bool = False) -> tf.Tensor:
     """Maps ids of any shape [...] to embeddings [..., embedding_dim].
 
-    `ids` are string ids, or integer rows that `lookup` has mapped already
-    (a batch's ids are mapped once for all the blocks that share it).
+    `ids` are string ids, or their `rows` (a batch's ids are mapped once
+    for all the blocks that share the lookup).
     """
-    rows = self.lookup(ids) if ids.dtype == tf.string else ids
-    embeddings = self.embedding(rows)
+    embeddings = self.embedding(self.rows(ids))
     if training and self._l2:
       # l2_loss is sum(x ** 2) / 2; its gradient is one multiply, where
       # reduce_sum's tiles the upstream gradient over the rows first.
