@@ -28,6 +28,7 @@ from ncf_tfrs import training
 from ncf_tfrs.training import config as config_lib
 from ncf_tfrs.training import distribute
 from ncf_tfrs.training import evaluation
+from ncf_tfrs.training import threads
 
 _D = config_lib.ExperimentConfig()
 
@@ -226,6 +227,17 @@ _CLUSTER_TIMEOUT = flags.DEFINE_integer(
     "Seconds a collective waits for the other workers before failing.",
     lower_bound=1)
 
+# Host.
+_INTRA_OP_THREADS = flags.DEFINE_integer(
+    "intra_op_threads", _D.threads.intra_op,
+    "Threads one TensorFlow op may use. Unset: half the cores (at least 1), "
+    "measured fastest on 2 cores (docs/results/training_speed.md); 0: "
+    "TensorFlow's default (all the cores).", lower_bound=0)
+_INTER_OP_THREADS = flags.DEFINE_integer(
+    "inter_op_threads", _D.threads.inter_op,
+    "TensorFlow ops run at once. Unset: 2 (1 on one core); 0: TensorFlow's "
+    "default (as many as the cores).", lower_bound=0)
+
 
 def config_from_flags() -> config_lib.ExperimentConfig:
   """The typed config of this run; the only reader of FLAGS."""
@@ -289,7 +301,9 @@ def config_from_flags() -> config_lib.ExperimentConfig:
             strategy=_STRATEGY.value,
             num_cpu_devices=_NUM_CPU_DEVICES.value,
             ps_min_shard_bytes=_PS_MIN_SHARD_BYTES.value,
-            cluster_timeout_s=_CLUSTER_TIMEOUT.value))
+            cluster_timeout_s=_CLUSTER_TIMEOUT.value),
+        threads=threads.ThreadConfig(intra_op=_INTRA_OP_THREADS.value,
+                                     inter_op=_INTER_OP_THREADS.value))
   except ValueError as e:
     raise app.UsageError(str(e)) from e
 

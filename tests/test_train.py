@@ -21,6 +21,7 @@ from ncf_tfrs import data as data_lib
 from ncf_tfrs import train
 from ncf_tfrs.training import callbacks
 from ncf_tfrs.training import resume
+from ncf_tfrs.training import threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -218,6 +219,9 @@ def test_killed_run_resumes_to_the_uninterrupted_runs_metrics(data_dir,
   assert len(metrics["train_loss_by_epoch"]) == 2
   assert [e["epoch"] for e in metrics["validation"]["history"]] == [1, 2]
   assert [p["step"] for p in metrics["curve"]] == [6, 12, 16]
+  # The command runs TensorFlow with its own thread pools, not TF's default.
+  assert metrics["op_threads"] == dict(zip(
+      ("intra_op", "inter_op"), threads.resolve(threads.ThreadConfig())))
   # Gone once training finished.
   assert not os.listdir(killed / "backup")
   # The command ends with a short summary of metrics.json, not all of it.

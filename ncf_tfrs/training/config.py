@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 from ncf_tfrs import model as model_lib
 from ncf_tfrs.training import distribute
 from ncf_tfrs.training import evaluation
+from ncf_tfrs.training import threads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +152,7 @@ class ExperimentConfig:
   eval: evaluation.ListEvalConfig = evaluation.ListEvalConfig()
   export: ExportConfig = ExportConfig()
   distribute: distribute.DistributeConfig = distribute.DistributeConfig()
+  threads: threads.ThreadConfig = threads.ThreadConfig()
 
   def __post_init__(self):
     if (self.data.cold_user_fraction and not self.data.cold_known_ratings

@@ -33,6 +33,7 @@ from ncf_tfrs.training import cold_users
 from ncf_tfrs.training import evaluation
 from ncf_tfrs.training import projector
 from ncf_tfrs.training import resume
+from ncf_tfrs.training import threads
 from ncf_tfrs.training import validation
 
 
@@ -71,6 +72,7 @@ def run(cfg: config_lib.ExperimentConfig,
     cfg: the run's configuration.
     cluster_resolver: the parameter-server cluster (default: TF_CONFIG).
   """
+  op_threads = threads.configure(cfg.threads)
   strategy = distribute.make_strategy(cfg.distribute, cluster_resolver)
   chief = distribute.is_chief(strategy)
   model_dir = cfg.train.model_dir
@@ -304,6 +306,7 @@ def run(cfg: config_lib.ExperimentConfig,
       **({"cold_users": cold_metrics} if cold_metrics else {}),
       "distribution_strategy": cfg.distribute.strategy,
       "replicas_per_step": distribute.replicas_per_step(strategy),
+      "op_threads": {"intra_op": op_threads[0], "inter_op": op_threads[1]},
       **distributed_metrics,
   }
   if monitor:
