@@ -107,6 +107,10 @@ _STAGE = flags.DEFINE_enum(
                     "write_csv", "pandas_csv",
                     "throughput"],
     "Internal: run one stage of one repetition of --config, print its JSON.")
+_THROUGHPUT_RECIPES = flags.DEFINE_list(
+    "throughput_recipes", list(train_suite.PRODUCT_RECIPES),
+    "Internal: the recipes of one throughput worker (the product's, or the "
+    "notebook).")
 _PRODUCT_CONFIG = flags.DEFINE_string(
     "product_config", None, "Internal: the product's config.json for the "
     "throughput stage.")
@@ -128,12 +132,21 @@ def _stage(stage: str, config: str, data_dir: str) -> dict[str, object]:
                                       seed=int(_SEEDS.value[0]),
                                       epochs=_NOTEBOOK_EPOCHS.value)
   from ncf_tfrs.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  from ncf_tfrs.training import threads  # pylint: disable=g-import-not-at-top
   with open(_PRODUCT_CONFIG.value) as f:
     cfg = config_lib.ExperimentConfig.from_json(f.read())
-  return train_suite.throughput_stage(
-      config, data_dir, cfg.model, cfg.optimizer, cfg.train.batch_size,
-      cfg.train.steps_per_execution, repeats=_REPEATS.value,
+  recipes = tuple(_THROUGHPUT_RECIPES.value)
+  if set(recipes) & set(train_suite.NOTEBOOK_RECIPES):
+    if set(recipes) - set(train_suite.NOTEBOOK_RECIPES):
+      raise app.UsageError("--throughput_recipes: the notebook runs in a "
+                           "worker of its own (TensorFlow's thread pools).")
+  else:
+    threads.configure(cfg.threads)  # The product's pools, as it trains.
+  result = train_suite.throughput_worker(
+      config, data_dir, recipes, cfg.model, cfg.optimizer,
+      cfg.train.batch_size, cfg.train.steps_per_execution,
       window_steps=_WINDOW_STEPS.value, seed=cfg.data.seed)
+  return {**result, "threads": threads.current()}
 
 
 def _suite(name: str) -> dict[str, object]:

@@ -41,6 +41,61 @@ def run_python(argv: list[str]) -> tuple[str, float, float]:
     return out.read(), seconds, usage.ru_maxrss / 2**20  # KiB -> GiB
 
 
+class Worker:
+  """A Python command in a fresh process that answers requests line by line.
+
+  `request` writes a line to its stdin and reads one JSON line back;
+  `close` ends its stdin and returns its last JSON line and its peak RSS.
+  Used where two processes must take turns (with different TensorFlow
+  thread pools) rather than run one after the other.
+  """
+
+  def __init__(self, argv: list[str]) -> None:
+    self._argv = argv
+    self._err = tempfile.TemporaryFile("w+")  # pylint: disable=consider-using-with
+    self._proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable] + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=self._err, text=True)
+
+  def request(self, line: str = "") -> dict[str, object]:
+    try:
+      self._proc.stdin.write(line + "\n")
+      self._proc.stdin.flush()
+    except BrokenPipeError:
+      pass  # It died: its stderr says why, below.
+    for reply in self._proc.stdout:
+      if reply.startswith("{"):  # Libraries may print lines of their own.
+        return json.loads(reply)
+    self._fail()
+
+  def close(self) -> tuple[dict[str, object], float]:
+    """Ends the requests; (its last JSON line, peak RSS GiB)."""
+    self._proc.stdin.close()
+    last = [line for line in self._proc.stdout.read().splitlines()
+            if line.startswith("{")]
+    _, status, usage = os.wait4(self._proc.pid, 0)
+    self._proc.returncode = os.waitstatus_to_exitcode(status)
+    if self._proc.returncode or not last:
+      self._fail()
+    self._err.close()
+    return json.loads(last[-1]), usage.ru_maxrss / 2**20  # KiB -> GiB
+
+  def kill(self) -> None:
+    """Ends the process now, if it still runs (another worker failed)."""
+    if self._proc.returncode is None:
+      self._proc.kill()
+      self._proc.wait()
+
+  def _fail(self) -> None:
+    self.kill()
+    self._err.seek(0)
+    text = self._err.read()
+    lines = [line for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else f"exit status {self._proc.returncode}"
+    raise StageError(f"`python {' '.join(self._argv)}` failed: {last}\n"
+                     f"{text[-4000:]}")
+
+
 def run_stage(stage: str, config: str, data_dir: str,
               *extra: str) -> dict[str, object]:
   """Runs `python -m ncf_tfrs.bench --stage=...` fresh; adds its peak RSS."""

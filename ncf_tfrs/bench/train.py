@@ -11,7 +11,9 @@ same split and the same held-out sample for their learning curves.
   metrics.json carries its own learning curve (`train_command`).
 - `throughput_stage`: ratings/s of short, repeated training windows of the
   joint model, the ranking task alone and the notebook recipe, interleaved
-  in one process, so their ratios hold on a shared machine.
+  (so their ratios hold on a shared machine) between two worker processes
+  (`throughput_worker`): the product's with its own TensorFlow thread pools,
+  the notebook's with TensorFlow's default, as it ran.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
+from typing import TextIO
 
 import numpy as np
 import tensorflow as tf
@@ -124,27 +128,35 @@ def oracle_metrics(test: data_lib.Ratings) -> dict[str, float] | None:
   }
 
 
-def throughput_stage(dataset: str, data_dir: str | None,
-                     model_config: model_lib.ModelConfig,
-                     optimizer_config: model_lib.OptimizerConfig,
-                     batch_size: int, steps_per_execution: int,
-                     repeats: int = 5, window_steps: int = 40,
-                     seed: int = 42) -> dict[str, object]:
-  """Training ratings/s of the product and the notebook recipe, interleaved.
+PRODUCT_RECIPES = ("joint", "ranking_only")
+NOTEBOOK_RECIPES = ("notebook",)
 
-  Windows of `window_steps` training steps of the joint model, of the
-  ranking task alone and of the notebook recipe run in turn, `repeats`
-  times, in this one process: each ratio compares windows that shared the
-  machine's state. The product is fed by its own pipeline
+
+def throughput_worker(dataset: str, data_dir: str | None,
+                      recipes: tuple[str, ...],
+                      model_config: model_lib.ModelConfig,
+                      optimizer_config: model_lib.OptimizerConfig,
+                      batch_size: int, steps_per_execution: int,
+                      window_steps: int = 40, seed: int = 42,
+                      requests: TextIO = sys.stdin,
+                      replies: TextIO = sys.stdout) -> dict[str, object]:
+  """Builds `recipes`, then times one training window of each per request.
+
+  Runs in its own process (`throughput_stage` starts it), whose TensorFlow
+  thread pools are those of the recipes: the product's own
+  (`ncf_tfrs.training.threads`) for `PRODUCT_RECIPES`, TensorFlow's default
+  for the notebook's, as it ran. Each line read from `requests` runs one
+  window of `window_steps` steps of every recipe (10x the steps for the
+  notebook, whose batches are 64x smaller) and writes one JSON line of
+  ratings/s to `replies`. The product is fed by its own pipeline
   (`data_lib.make_dataset`); the notebook recipe by batches of 256 sliced
   from a shuffled in-memory copy of its training pairs, which is faster than
-  its own tf.data shuffle (in its favour). Only warm steps count: the
-  first execution of each window (iterator start, tracing) is excluded.
+  its own tf.data shuffle (in its favour). Only warm steps count: the first
+  execution of each window (iterator start, tracing) is excluded.
 
   Returns:
-    Per recipe the ratings/s of every window and their median, min and max;
-    the median ratios to the notebook; the oracle's metrics when the data is
-    synthetic.
+    At the end of `requests`, for the product: the oracle's metrics (None
+    unless the data is synthetic), the batch size and steps per execution.
   """
   if window_steps < 2 * steps_per_execution:
     raise ValueError(
@@ -156,52 +168,102 @@ def throughput_stage(dataset: str, data_dir: str | None,
   ratings = data_lib.load(dataset, data_dir)
   train, test = data_lib.split(ratings, "random", seed=seed)
   del ratings
-  vocabulary = data_lib.Vocabulary.from_ratings(train)
-  counts = np.bincount(train.movie, minlength=len(train.movie_ids))
-  product_ds = data_lib.make_dataset(train, batch_size, seed=seed,
-                                     movie_counts=counts, drop_remainder=True)
-  notebook = baseline.notebook_data(train, test)
-  order = np.random.default_rng(seed).permutation(len(notebook.train_x))
-  # The notebook's batches are 64x smaller than ours: 10x the steps.
-  steps = window_steps * 10
-  notebook_x = notebook.train_x[order[:steps * baseline.BATCH_SIZE]]
-  notebook_y = notebook.train_y[order[:steps * baseline.BATCH_SIZE]]
-  notebook_ds = baseline.ordered_dataset(notebook_x, notebook_y,
-                                         baseline.BATCH_SIZE)
 
-  def product(config):
-    model = model_lib.RecommenderModel(vocabulary.user_ids,
-                                       vocabulary.movie_ids, config)
-    model.compile(optimizer=model_lib.make_optimizer(model, optimizer_config),
-                  steps_per_execution=steps_per_execution)
-    return model, product_ds, batch_size, window_steps
+  built = {}
+  if "notebook" in recipes:
+    notebook = baseline.notebook_data(train, test)
+    order = np.random.default_rng(seed).permutation(len(notebook.train_x))
+    steps = window_steps * 10
+    notebook_x = notebook.train_x[order[:steps * baseline.BATCH_SIZE]]
+    notebook_y = notebook.train_y[order[:steps * baseline.BATCH_SIZE]]
+    built["notebook"] = (
+        baseline.make_model(notebook),
+        baseline.ordered_dataset(notebook_x, notebook_y, baseline.BATCH_SIZE),
+        baseline.BATCH_SIZE, steps)
+  product = [name for name in recipes if name in PRODUCT_RECIPES]
+  if product:
+    vocabulary = data_lib.Vocabulary.from_ratings(train)
+    counts = np.bincount(train.movie, minlength=len(train.movie_ids))
+    product_ds = data_lib.make_dataset(
+        train, batch_size, seed=seed, movie_counts=counts, drop_remainder=True)
+    for name in product:
+      config = (model_config if name == "joint" else
+                dataclasses.replace(model_config, retrieval_weight=0.0))
+      model = model_lib.RecommenderModel(vocabulary.user_ids,
+                                         vocabulary.movie_ids, config)
+      model.compile(optimizer=model_lib.make_optimizer(model, optimizer_config),
+                    steps_per_execution=steps_per_execution)
+      built[name] = (model, product_ds, batch_size, window_steps)
+  unknown = sorted(set(recipes) - set(built))
+  if unknown:
+    raise ValueError(f"Unknown throughput recipes {unknown}; known: "
+                     f"{PRODUCT_RECIPES + NOTEBOOK_RECIPES}.")
 
-  recipes = {
-      "joint": product(model_config),
-      "ranking_only": product(dataclasses.replace(model_config,
-                                                  retrieval_weight=0.0)),
-      "notebook": (baseline.make_model(notebook), notebook_ds,
-                   baseline.BATCH_SIZE, steps),
-  }
-  rates = {name: [] for name in recipes}
-  for _ in range(repeats + 1):  # The first round warms up (traces).
-    for name, (model, ds, size, num_steps) in recipes.items():
+  for _ in requests:
+    rates = {}
+    for name, (model, ds, size, num_steps) in built.items():
       timer = _ExecutionTimes()
       model.fit(ds.take(num_steps), epochs=1, verbose=0, callbacks=[timer])
-      rates[name].append(timer.ratings_per_s(size))
+      rates[name] = timer.ratings_per_s(size)
+    replies.write(json.dumps(rates) + "\n")
+    replies.flush()
+  if not product:
+    return {}
+  return {"oracle": oracle_metrics(test), "batch_size": batch_size,
+          "steps_per_execution": steps_per_execution}
+
+
+def throughput_stage(dataset: str, data_dir: str, product_config: str,
+                     repeats: int = 5,
+                     window_steps: int = 40) -> dict[str, object]:
+  """Training ratings/s of the product and the notebook recipe, interleaved.
+
+  Two worker processes (`throughput_worker`), one for the product's joint
+  model and its ranking task alone, one for the notebook recipe, each with
+  its own TensorFlow thread pools, take turns: one window of each per
+  round, `repeats` rounds after one that warms up (traces). Each ratio
+  compares windows that shared the machine's state.
+
+  Returns:
+    Per recipe the ratings/s of every window and their median, min and max;
+    the median ratios to the notebook; the thread pools each ran with; the
+    oracle's metrics when the data is synthetic; each worker's peak RSS.
+  """
+  def worker(recipes):
+    return process.Worker([
+        "-m", "ncf_tfrs.bench", "--stage=throughput", f"--config={dataset}",
+        f"--data_dir={data_dir}", f"--product_config={product_config}",
+        f"--window_steps={window_steps}",
+        f"--throughput_recipes={','.join(recipes)}"])
+  workers = [worker(PRODUCT_RECIPES), worker(NOTEBOOK_RECIPES)]
+  rates = {}
+  try:
+    for _ in range(repeats + 1):
+      for w in workers:
+        for name, rate in w.request().items():
+          rates.setdefault(name, []).append(rate)
+    (product, product_rss), (notebook, notebook_rss) = [
+        w.close() for w in workers]
+  finally:
+    for w in workers:
+      w.kill()
   result = {"repeats": repeats, "window_steps": window_steps,
-            "batch_size": batch_size,
-            "steps_per_execution": steps_per_execution}
+            "batch_size": product["batch_size"],
+            "steps_per_execution": product["steps_per_execution"],
+            # (intra-op, inter-op); 0: TensorFlow's default.
+            "threads": {"product": product["threads"],
+                        "notebook": notebook["threads"]}}
   for name, values in rates.items():
-    values = values[1:]
+    values = values[1:]  # The first round warms up.
     result[name] = {"median": statistics.median(values), "min": min(values),
                     "max": max(values), "runs": values}
-  for name in ("joint", "ranking_only"):
+  for name in PRODUCT_RECIPES:
     ratios = [a / b for a, b in zip(rates[name][1:], rates["notebook"][1:])]
     result[f"{name}_vs_notebook"] = {
         "median": statistics.median(ratios), "min": min(ratios),
         "max": max(ratios)}
-  return {"throughput": result, "oracle": oracle_metrics(test)}
+  return {"throughput": result, "oracle": product["oracle"],
+          "throughput_peak_rss_gib": max(product_rss, notebook_rss)}
 
 
 TARGETS = {
@@ -276,10 +338,8 @@ def run_suite(dataset: str, data_dir: str | None, work_dir: str | None,
         result = train_command("tfrs-basic-retrieval", tutorial_flagfile,
                                dataset, data_dir, work_dir, 10**9)
       else:
-        result = process.run_stage(
-            "throughput", dataset, data_dir,
-            f"--product_config={config_path}", f"--repeats={repeats}",
-            f"--window_steps={window_steps}")
+        result = throughput_stage(dataset, data_dir, config_path, repeats,
+                                  window_steps)
       with open(path, "w") as f:
         json.dump(result, f, indent=2)
     if stage == "throughput":
