@@ -127,6 +127,28 @@ def test_list_metrics_equal_the_hand_computed_values():
           "eval_users": 2}
 
 
+@pytest.mark.parametrize("concurrent_calls", [1, 2])
+def test_batches_ranked_side_by_side_count_as_one_batch(concurrent_calls,
+                                                        monkeypatch):
+  # One user per batch; with two calls at once (the train command's thread
+  # pools), each batch's lists must still meet that batch's users.
+  a, b, c, d = range(4)
+  train = _ratings([(0, a, 4.0), (1, d, 3.0)])
+  test = _ratings([(0, b, 5.0), (0, d, 2.0), (1, a, 4.0), (1, b, 5.0)])
+  vocabulary = data_lib.Vocabulary(USERS.astype(bytes), MOVIES.astype(bytes),
+                                   np.array([4, 3, 2, 1]))
+  config = evaluation.ListEvalConfig(recall_ks=(1, 2), list_size=2,
+                                     num_candidates=3, max_users=None)
+  whole = evaluation.evaluate_lists(_Model(), vocabulary, train, test, config)
+  monkeypatch.setattr(evaluation, "_concurrent_calls",
+                      lambda: concurrent_calls)
+  one_by_one = evaluation.evaluate_lists(
+      _Model(), vocabulary, train, test,
+      evaluation.ListEvalConfig(**{**config.__dict__, "batch_size": 1}))
+  assert one_by_one == pytest.approx(whole)
+  assert one_by_one["retrieval_recall_at_1"] == pytest.approx(0.25)
+
+
 @pytest.mark.parametrize("num_columns,k", [(1000, 100), (130, 3), (130, 130),
                                             (64, 10), (5, 5)])
 def test_blocked_top_k_equals_tf_top_k_ties_and_masks_included(num_columns,

@@ -29,12 +29,14 @@ Recall is hits / relevant movies, averaged over users.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 
 import numpy as np
 import tensorflow as tf
 
 from ncf_tfrs import data as data_lib
+from ncf_tfrs.training import threads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +147,15 @@ def top_k(scores: tf.Tensor, k: int, block: int = 64) -> tuple[tf.Tensor,
   columns = (tf.gather(kept, best.indices // block, batch_dims=1) * block +
              best.indices % block)
   return best.values, columns
+
+
+def _concurrent_calls() -> int:
+  """How many graph calls to run at once. Under TensorFlow's default thread
+  pools each op already spreads over every core: one. With fewer threads
+  per op (`ncf_tfrs.training.threads`), one per inter-op thread, so that
+  the cores an op leaves idle rank another batch."""
+  intra, inter = threads.current()
+  return 1 if intra == 0 else max(1, inter)
 
 
 class ListEvaluator:
@@ -276,60 +287,67 @@ class ListEvaluator:
           np.argsort(-order, axis=1, kind="stable")[:, :config.list_size],
           axis=1)
 
-    for start in range(0, len(users), config.batch_size):
-      batch = users[start:start + config.batch_size]
-      user_ids = tf.constant(self._user_ids[batch].astype(bytes))
-      seen_rows = seen.rows(batch)
-      ranked = [t.numpy() for t in functions["top"](
-          user_ids, candidates,
-          np.stack(seen_rows, axis=1).astype(np.int64))]
-      top_scores, top = ranked[:2]
-      num_relevant = held_out.counts(batch)
-      if not retrieval_only:
-        unmasked_top = ranked[2]
-        factorized_hits += int(held_out.contains(
-            batch, unmasked_top[:, :factorized_k]).sum())
-        held_out_ratings += int(num_relevant.sum())
-        # The list as served before rated movies were left out.
-        with_seen = unmasked_top[:, :config.num_candidates]
-        with_seen = reranked(rerankers["rerank"], user_ids, with_seen,
-                             tf.constant(catalog[with_seen]))
-      for k in config.recall_ks:
-        add(f"retrieval_recall_at_{k}", _list_metrics(
-            held_out.contains(batch, top[:, :k]), num_relevant)["recall"])
-      if retrieval_only:
-        continue
+    def ranked_batch(batch):
+      """The graph's top lists of a batch of users, as numpy arrays."""
+      return [t.numpy() for t in functions["top"](
+          tf.constant(self._user_ids[batch].astype(bytes)), candidates,
+          np.stack(seen.rows(batch), axis=1).astype(np.int64))]
 
-      n = config.list_size
-      cands = top[:, :config.num_candidates]
-      cand_ids = tf.constant(catalog[cands])
-      unseen = np.isfinite(top_scores[:, :config.num_candidates])
-      lists = {"retrieval": top[:, :n], "rerank_with_seen": with_seen}
-      for name, rerank in rerankers.items():
-        lists[name] = reranked(rerank, user_ids, cands, cand_ids, unseen)
-      # The n most rated unseen movies lie within the first n + (most movies
-      # a user of the batch has seen) of the catalog.
-      head = popularity[:n + int(np.bincount(seen_rows[0]).max(initial=0))]
-      unseen_head = ~seen.contains(batch,
-                                   np.broadcast_to(head, (len(batch),
-                                                          len(head))))
-      lists["popularity"] = head[
-          np.argsort(~unseen_head, axis=1, kind="stable")[:, :n]]
-      for metric, values in _list_metrics(
-          held_out.contains(batch, lists["rerank"]), num_relevant).items():
-        add(f"rerank_{metric}_at_{n}", values)
+    batches = [users[start:start + config.batch_size]
+               for start in range(0, len(users), config.batch_size)]
+    # Batches are ranked side by side, as many as the runtime runs graphs at
+    # once, and counted here in their order.
+    with concurrent.futures.ThreadPoolExecutor(_concurrent_calls()) as pool:
+      for batch, ranked in zip(batches, pool.map(ranked_batch, batches)):
+        user_ids = tf.constant(self._user_ids[batch].astype(bytes))
+        seen_rows = seen.rows(batch)
+        top_scores, top = ranked[:2]
+        num_relevant = held_out.counts(batch)
+        if not retrieval_only:
+          unmasked_top = ranked[2]
+          factorized_hits += int(held_out.contains(
+              batch, unmasked_top[:, :factorized_k]).sum())
+          held_out_ratings += int(num_relevant.sum())
+          # The list as served before rated movies were left out.
+          with_seen = unmasked_top[:, :config.num_candidates]
+          with_seen = reranked(rerankers["rerank"], user_ids, with_seen,
+                               tf.constant(catalog[with_seen]))
+        for k in config.recall_ks:
+          add(f"retrieval_recall_at_{k}", _list_metrics(
+              held_out.contains(batch, top[:, :k]), num_relevant)["recall"])
+        if retrieval_only:
+          continue
 
-      num_liked = liked.counts(batch)
-      has_liked = num_liked > 0
-      if not has_liked.any():
-        continue
-      liked_users += int(has_liked.sum())
-      for name, ranked_list in lists.items():
-        values = _list_metrics(
-            liked.contains(batch[has_liked], ranked_list[has_liked]),
-            num_liked[has_liked])
-        add(f"{name}_liked_recall_at_{n}", values["recall"])
-        add(f"{name}_liked_ndcg_at_{n}", values["ndcg"])
+        n = config.list_size
+        cands = top[:, :config.num_candidates]
+        cand_ids = tf.constant(catalog[cands])
+        unseen = np.isfinite(top_scores[:, :config.num_candidates])
+        lists = {"retrieval": top[:, :n], "rerank_with_seen": with_seen}
+        for name, rerank in rerankers.items():
+          lists[name] = reranked(rerank, user_ids, cands, cand_ids, unseen)
+        # The n most rated unseen movies lie within the first n + (most movies
+        # a user of the batch has seen) of the catalog.
+        head = popularity[:n + int(np.bincount(seen_rows[0]).max(initial=0))]
+        unseen_head = ~seen.contains(batch,
+                                     np.broadcast_to(head, (len(batch),
+                                                            len(head))))
+        lists["popularity"] = head[
+            np.argsort(~unseen_head, axis=1, kind="stable")[:, :n]]
+        for metric, values in _list_metrics(
+            held_out.contains(batch, lists["rerank"]), num_relevant).items():
+          add(f"rerank_{metric}_at_{n}", values)
+
+        num_liked = liked.counts(batch)
+        has_liked = num_liked > 0
+        if not has_liked.any():
+          continue
+        liked_users += int(has_liked.sum())
+        for name, ranked_list in lists.items():
+          values = _list_metrics(
+              liked.contains(batch[has_liked], ranked_list[has_liked]),
+              num_liked[has_liked])
+          add(f"{name}_liked_recall_at_{n}", values["recall"])
+          add(f"{name}_liked_ndcg_at_{n}", values["ndcg"])
 
     metrics = {name: total / (liked_users if "_liked_" in name else len(users))
                for name, total in sums.items()}
