@@ -96,6 +96,7 @@ def train_doc(dataset="synthetic-32m", oracle=True):
       },
       "throughput": {
           "repeats": 5, "window_steps": 20,
+          "threads": {"product": [1, 2], "notebook": [0, 0]},
           "joint": {"median": 150123.0, "min": 140000.0, "max": 160000.0},
           "ranking_only": {"median": 450000.0, "min": 400000.0,
                            "max": 470000.0},
@@ -259,6 +260,7 @@ def test_report_tables_labels_checks_and_plots(tmp_path):
   assert "| 0.8412 |" in text  # product AUC
   assert "| 0.5700 |" in text  # product recall@100
   assert "150,123" in text  # joint ratings/s median
+  assert "product 1/2, notebook 0/0" in text  # each recipe's thread pools
   assert "| 6,516 | 128 | 51.1× |" in text  # ScaNN / exact single q/s
   assert "| 3.47 | 4.23 | 6.89 | 2,015 |" in text
   assert "88,888 (79,999–97,777)" in text  # data median (min–max)

@@ -43,6 +43,11 @@ def _curve_series(name: str, stage: dict[str, Any], metric: str
   return xs, ys
 
 
+def _pools(threads) -> str:
+  """(intra-op, inter-op) threads as "1/2"."""
+  return "/".join(str(n) for n in threads)
+
+
 def train_checks(doc: dict[str, Any]) -> list[list[str]]:
   """The training targets as rows: target, measured, required, status."""
   targets = doc.get("targets") or {}
@@ -220,8 +225,13 @@ def render_train(doc: dict[str, Any], images: dict[str, str],
         t = throughput[key]
         t_rows.append([title, show(t.get("median")), show(t.get("min")),
                        show(t.get("max"))])
+    pools = throughput.get("threads")
     parts += [f"Training throughput, {common.num(throughput.get('repeats'))} "
-              f"windows of {common.num(throughput.get('window_steps'))} steps:", "",
+              f"windows of {common.num(throughput.get('window_steps'))} steps" +
+              (f" (TensorFlow's thread pools, intra-op/inter-op, 0 for "
+               f"TensorFlow's default: product {_pools(pools['product'])}, "
+               f"notebook {_pools(pools['notebook'])})" if pools else "") +
+              ":", "",
               common.table(["measurement", "median", "min", "max"], t_rows), ""]
   else:
     missing.append("training: no throughput section")
