@@ -32,11 +32,7 @@ def run_python(argv: list[str]) -> tuple[str, float, float]:
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status):
       err.seek(0)
-      text = err.read()
-      lines = [line for line in text.splitlines() if line.strip()]
-      last = lines[-1] if lines else f"exit status {status}"
-      raise StageError(f"`python {' '.join(argv)}` failed: {last}\n"
-                       f"{text[-4000:]}")
+      raise _failed(argv, err.read(), os.waitstatus_to_exitcode(status))
     out.seek(0)
     return out.read(), seconds, usage.ru_maxrss / 2**20  # KiB -> GiB
 
@@ -89,11 +85,15 @@ class Worker:
   def _fail(self) -> None:
     self.kill()
     self._err.seek(0)
-    text = self._err.read()
-    lines = [line for line in text.splitlines() if line.strip()]
-    last = lines[-1] if lines else f"exit status {self._proc.returncode}"
-    raise StageError(f"`python {' '.join(self._argv)}` failed: {last}\n"
-                     f"{text[-4000:]}")
+    raise _failed(self._argv, self._err.read(), self._proc.returncode)
+
+
+def _failed(argv: list[str], stderr: str, exit_code: int) -> StageError:
+  """The error of a failed command: its last line, then its stderr's end."""
+  lines = [line for line in stderr.splitlines() if line.strip()]
+  last = lines[-1] if lines else f"exit status {exit_code}"
+  return StageError(f"`python {' '.join(argv)}` failed: {last}\n"
+                    f"{stderr[-4000:]}")
 
 
 def run_stage(stage: str, config: str, data_dir: str,

@@ -163,6 +163,10 @@ def throughput_worker(dataset: str, data_dir: str | None,
         f"window_steps ({window_steps}) must span at least two executions of "
         f"steps_per_execution={steps_per_execution} steps: the first is "
         "not timed.")
+  unknown = sorted(set(recipes) - set(PRODUCT_RECIPES + NOTEBOOK_RECIPES))
+  if unknown:
+    raise ValueError(f"Unknown throughput recipes {unknown}; known: "
+                     f"{PRODUCT_RECIPES + NOTEBOOK_RECIPES}.")
   tf.keras.utils.set_random_seed(seed)
   data_lib.prepare(dataset, data_dir, download=False)
   ratings = data_lib.load(dataset, data_dir)
@@ -194,10 +198,6 @@ def throughput_worker(dataset: str, data_dir: str | None,
       model.compile(optimizer=model_lib.make_optimizer(model, optimizer_config),
                     steps_per_execution=steps_per_execution)
       built[name] = (model, product_ds, batch_size, window_steps)
-  unknown = sorted(set(recipes) - set(built))
-  if unknown:
-    raise ValueError(f"Unknown throughput recipes {unknown}; known: "
-                     f"{PRODUCT_RECIPES + NOTEBOOK_RECIPES}.")
 
   for _ in requests:
     rates = {}
