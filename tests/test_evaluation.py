@@ -64,8 +64,9 @@ def _ratings(rows):
       timestamp=np.zeros(len(rows), np.int64))
 
 
-def test_list_metrics_equal_the_hand_computed_values():
-  a, b, c, d = range(4)
+def _two_users():
+  """(vocabulary, train, test, config) of the hand-worked example."""
+  a, b, _, d = range(4)
   # Training: u0 rated a, u1 rated d; neither is recommended to them again.
   train = _ratings([(0, a, 4.0), (1, d, 3.0)])
   # Held out: u0 b (liked), d (not liked); u1 a and b (both liked).
@@ -74,6 +75,12 @@ def test_list_metrics_equal_the_hand_computed_values():
                                    np.array([4, 3, 2, 1]))
   config = evaluation.ListEvalConfig(recall_ks=(1, 2), list_size=2,
                                      num_candidates=3, max_users=None)
+  return vocabulary, train, test, config
+
+
+def test_list_metrics_equal_the_hand_computed_values():
+  a, b, _, d = range(4)
+  vocabulary, train, test, config = _two_users()
   metrics = evaluation.evaluate_lists(_Model(), vocabulary, train, test,
                                       config)
 
@@ -132,13 +139,7 @@ def test_batches_ranked_side_by_side_count_as_one_batch(concurrent_calls,
                                                         monkeypatch):
   # One user per batch; with two calls at once (the train command's thread
   # pools), each batch's lists must still meet that batch's users.
-  a, b, c, d = range(4)
-  train = _ratings([(0, a, 4.0), (1, d, 3.0)])
-  test = _ratings([(0, b, 5.0), (0, d, 2.0), (1, a, 4.0), (1, b, 5.0)])
-  vocabulary = data_lib.Vocabulary(USERS.astype(bytes), MOVIES.astype(bytes),
-                                   np.array([4, 3, 2, 1]))
-  config = evaluation.ListEvalConfig(recall_ks=(1, 2), list_size=2,
-                                     num_candidates=3, max_users=None)
+  vocabulary, train, test, config = _two_users()
   whole = evaluation.evaluate_lists(_Model(), vocabulary, train, test, config)
   monkeypatch.setattr(evaluation, "_concurrent_calls",
                       lambda: concurrent_calls)
