@@ -7,6 +7,7 @@
 - `checkpoints`: the model directory, and the trained model back from it.
 - `resume`: backups a killed run continues from exactly, with its history.
 - `distribute`: tf.distribute strategies for the loop.
+- `threads`: TensorFlow's thread pools, set before the loop's first op.
 - `evaluation`: offline top-k list metrics of what the product serves.
 - `cold_users`: the same for users held out of training, served from their
   first ratings.
