@@ -288,19 +288,20 @@ class ListEvaluator:
           axis=1)
 
     def ranked_batch(batch):
-      """The graph's top lists of a batch of users, as numpy arrays."""
-      return [t.numpy() for t in functions["top"](
-          tf.constant(self._user_ids[batch].astype(bytes)), candidates,
-          np.stack(seen.rows(batch), axis=1).astype(np.int64))]
+      """A batch's user ids, seen (row, movie) pairs and the graph's top
+      lists, as numpy arrays."""
+      user_ids = tf.constant(self._user_ids[batch].astype(bytes))
+      seen_rows = seen.rows(batch)
+      return user_ids, seen_rows, [t.numpy() for t in functions["top"](
+          user_ids, candidates, np.stack(seen_rows, axis=1).astype(np.int64))]
 
     batches = [users[start:start + config.batch_size]
                for start in range(0, len(users), config.batch_size)]
     # Batches are ranked side by side, as many as the runtime runs graphs at
     # once, and counted here in their order.
     with concurrent.futures.ThreadPoolExecutor(_concurrent_calls()) as pool:
-      for batch, ranked in zip(batches, pool.map(ranked_batch, batches)):
-        user_ids = tf.constant(self._user_ids[batch].astype(bytes))
-        seen_rows = seen.rows(batch)
+      for batch, (user_ids, seen_rows, ranked) in zip(
+          batches, pool.map(ranked_batch, batches)):
         top_scores, top = ranked[:2]
         num_relevant = held_out.counts(batch)
         if not retrieval_only:
