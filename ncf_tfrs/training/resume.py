@@ -122,7 +122,7 @@ def _save_progress(backup_dir: str, progress: RunProgress) -> None:
 class RunBackup(tf.keras.callbacks.BackupAndRestore):
   """`BackupAndRestore` that a resumed run continues exactly from.
 
-  Four changes to Keras's callback:
+  Five changes to Keras's callback:
   - the step saved is the last one trained (Keras saves the first step of
     the last execution, so with `steps_per_execution` a resumed run trained
     some steps twice, on other batches);
@@ -131,7 +131,10 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
     resumed at the next epoch, the run has them all;
   - `progress` (the chief's history so far) is written before each backup;
   - with `save_freq=None`, a backup is taken at the first execution end
-    `every_seconds` after the last one.
+    `every_seconds` after the last one;
+  - the last epoch's end takes none: training ends there, and Keras deletes
+    the backup when it does (a kill in between resumes from the backup
+    before, and runs the last epoch again).
   Place it last among the callbacks.
   """
 
@@ -162,12 +165,21 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
       self._backup(self._current_epoch, batch)
 
   def on_epoch_end(self, epoch, logs=None):
+    if self.model.stop_training or epoch + 1 >= self.params["epochs"]:
+      return  # `on_train_end` deletes the backup next.
     if self.save_freq == "epoch":
       super().on_epoch_end(epoch, logs)
     else:
       self._backup(epoch, self._steps_per_epoch - 1)
 
   def on_train_end(self, logs=None):
+    state = self._training_state  # pylint: disable=protected-access
+    temporary = state.write_checkpoint_manager.directory
+    if (state.write_checkpoint_manager is not state.read_checkpoint_manager
+        and tf.io.gfile.exists(temporary)):
+      # A non-chief worker's scratch copy, which each of its backups removes
+      # and the last epoch (taking none) would leave.
+      tf.io.gfile.rmtree(temporary)
     super().on_train_end(logs)
     path = os.path.join(self._backup_dir, PROGRESS_FILE)
     if self._progress and tf.io.gfile.exists(path):
