@@ -5,6 +5,7 @@ import json
 import ncf_tfrs  # noqa: F401  (must precede TensorFlow: selects tf-keras)
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from ncf_tfrs import features
@@ -101,3 +102,32 @@ def test_each_task_gets_the_weights_of_its_own_kept_epoch(tmp_path):
   for v in model.variables:
     expected = 3 if v.ref() in retrieval else 2
     np.testing.assert_array_equal(v.numpy(), np.full(v.shape, expected))
+
+
+@pytest.mark.parametrize("write_last", [False, True])
+def test_epoch_checkpoints_hold_the_epochs_that_may_be_kept(tmp_path,
+                                                            write_last):
+  model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+  model.build((None, 2))
+  monitor = validation.ValidationMonitor(lambda m: {}, WATCHED, patience=0,
+                                         history_path=None)
+  saver = validation.EpochCheckpoints(str(tmp_path / "epoch-{epoch:03d}"),
+                                      monitor, write_last=write_last)
+  for callback in (monitor, saver):
+    callback.set_model(model)
+    callback.set_params({"epochs": 5})
+  monitor.on_train_begin()
+  # Best so far: epoch 1 (both tasks), 2 (AUC), 4 (recall), 5 (AUC, but
+  # the last); epoch 3 beats neither.
+  for epoch, (auc, recall) in enumerate(zip([0.70, 0.80, 0.75, 0.79, 0.90],
+                                            [0.30, 0.20, 0.25, 0.35, 0.10])):
+    monitor._list_metrics = lambda m, r=recall: {  # pylint: disable=protected-access
+        "retrieval_recall_at_100": r}
+    monitor.on_epoch_end(epoch, {"val_ranking_auc": auc})
+    saver.on_epoch_end(epoch, {})
+  written = sorted(p.name[:-len(".index")] for p in tmp_path.glob("*.index"))
+  assert written == ["epoch-001", "epoch-002", "epoch-004"] + (
+      ["epoch-005"] if write_last else [])
+  # The ranking keeps epoch 5, which the model holds when training ends.
+  assert validation.best_epochs(monitor.history, WATCHED) == {
+      "ranking": 5, "retrieval": 4}

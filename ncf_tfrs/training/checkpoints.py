@@ -1,9 +1,9 @@
 """What a model directory holds, and how a trained model comes back from it.
 
 A run's model directory holds config.json (the architecture), vocabulary/
-(the id tables), backup/ (what a killed run resumes from), checkpoints/ (one
-per epoch, and `kept`: each task's weights from its best validation epoch)
-and validation.json. `load_trained` rebuilds the trained model from them, for
+(the id tables), backup/ (what a killed run resumes from), checkpoints/ (the
+epochs validation may keep, or every epoch without validation, and `kept`:
+each task's weights from its best validation epoch) and validation.json. `load_trained` rebuilds the trained model from them, for
 the export command and for the chief of a distributed run.
 """
 

@@ -196,6 +196,8 @@ def run(cfg: config_lib.ExperimentConfig,
   backup_steps = cfg.train.checkpoint_every_steps
   backup_every = None if backup_steps is None else -(
       -min(backup_steps, steps_per_epoch) // cfg.train.steps_per_execution)
+  epoch_checkpoints = os.path.join(model_dir, checkpoints.CHECKPOINT_DIR,
+                                   "epoch-{epoch:03d}")
   epoch_timer = callbacks_lib.EpochTimer(progress.epoch_seconds,
                                          progress.epoch_losses,
                                          progress.epoch_boundary_seconds)
@@ -222,10 +224,10 @@ def run(cfg: config_lib.ExperimentConfig,
                                 live=sys.stdout.isatty()),
       tf.keras.callbacks.TensorBoard(
           os.path.join(model_dir, checkpoints.LOG_DIR)),
-      tf.keras.callbacks.ModelCheckpoint(
-          os.path.join(model_dir, checkpoints.CHECKPOINT_DIR,
-                       "epoch-{epoch:03d}"),
-          save_weights_only=True),
+      validation.EpochCheckpoints(epoch_checkpoints, monitor,
+                                  write_last=distributed)
+      if monitor else tf.keras.callbacks.ModelCheckpoint(
+          epoch_checkpoints, save_weights_only=True),
       # Last: its epoch-end backup follows the other callbacks' epoch ends.
       resume.RunBackup(backup_dir,
                        "epoch" if parameter_server else backup_every,

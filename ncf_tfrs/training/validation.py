@@ -11,8 +11,9 @@ has improved for `patience` epochs.
 
 The two tasks share no variables, so each keeps its own best epoch: the NCF
 scorer the epoch of best validation AUC, the retrieval towers the epoch of
-best validation recall@K. `restore_kept_weights` assembles those from the
-per-epoch checkpoints at the end; the test split is then scored once.
+best validation recall@K. `EpochCheckpoints` writes the weights of each
+epoch that may be kept, and `restore_kept_weights` assembles the tasks' kept
+epochs from them at the end; the test split is then scored once.
 """
 
 from __future__ import annotations
@@ -115,6 +116,36 @@ class ValidationMonitor(tf.keras.callbacks.Callback):
         epoch + 1 - max(best.values()) >= self._patience):
       self.stopped_early = True
       self.model.stop_training = True
+
+  def best_so_far(self, epoch: int) -> bool:
+    """Whether `epoch` (1-based, already validated) is some task's best yet:
+    only such an epoch can end up kept, since a later epoch must beat it
+    and the earliest wins a tie."""
+    return epoch in best_epochs(self.history, self._watched).values()
+
+
+class EpochCheckpoints(tf.keras.callbacks.ModelCheckpoint):
+  """The per-epoch weights `restore_kept_weights` may read, and no others.
+
+  Placed after the `ValidationMonitor`, it writes an epoch's checkpoint
+  only when the epoch is some task's best so far, and not for the run's
+  last epoch, whose weights the model still holds when training ends (the
+  loop writes them as `kept`). Each checkpoint holds the weights and the
+  optimizer's slots, about half a second of every epoch end at ml-32m. A
+  distributed run, whose chief reloads the last epoch's checkpoint after
+  training, passes `write_last`.
+  """
+
+  def __init__(self, filepath: str, monitor: ValidationMonitor,
+               write_last: bool = False):
+    super().__init__(filepath, save_weights_only=True)
+    self._monitor = monitor
+    self._write_last = write_last
+
+  def on_epoch_end(self, epoch, logs=None):
+    last = self.model.stop_training or epoch + 1 >= self.params["epochs"]
+    if self._write_last if last else self._monitor.best_so_far(epoch + 1):
+      super().on_epoch_end(epoch, logs)
 
 
 def _task_variables(model: model_lib.RecommenderModel,
