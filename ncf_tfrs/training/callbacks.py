@@ -41,6 +41,21 @@ class StopOnNaN(tf.keras.callbacks.Callback):
           "divergence.")
 
 
+class TensorBoard(tf.keras.callbacks.TensorBoard):
+  """Keras's TensorBoard callback, without per-batch work it then discards.
+
+  With `update_freq="epoch"` (what the loop writes), Keras's callback still
+  calls `tf.summary.scalar` for every metric after every execution, each
+  call discarded by its recording condition: time taken from training for
+  nothing. Those calls are skipped; the graph and the epoch scalars are
+  written as before.
+  """
+
+  def on_train_batch_end(self, batch, logs=None):
+    super().on_train_batch_end(
+        batch, None if self.update_freq == "epoch" else logs)
+
+
 class StepCounter(tf.keras.callbacks.Callback):
   """Counts the run's training steps, from `start` (a resumed run's backup).
 

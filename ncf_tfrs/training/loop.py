@@ -222,8 +222,7 @@ def run(cfg: config_lib.ExperimentConfig,
       *([monitor] if monitor else []),
       callbacks_lib.ProgressLog(cfg.train.epochs, steps_per_epoch,
                                 live=sys.stdout.isatty()),
-      tf.keras.callbacks.TensorBoard(
-          os.path.join(model_dir, checkpoints.LOG_DIR)),
+      callbacks_lib.TensorBoard(os.path.join(model_dir, checkpoints.LOG_DIR)),
       validation.EpochCheckpoints(epoch_checkpoints, monitor,
                                   write_last=distributed)
       if monitor else tf.keras.callbacks.ModelCheckpoint(
