@@ -158,6 +158,9 @@ def make_dataset(ratings: Ratings,
   # runs one call per core and the prefetch buffer still grows as needed.
   options = tf.data.Options()
   options.autotune.enabled = False
+  # The first pass's shuffle and batches start when the iterator is made, not
+  # at the first step: `fit` makes it, then traces the step meanwhile.
+  options.experimental_warm_start = True
   return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
