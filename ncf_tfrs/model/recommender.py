@@ -491,8 +491,12 @@ class RecommenderModel(tfrs.Model):
       if static_batch_size % chunk_size:
         sizes.append(static_batch_size % chunk_size)
       split = {name: tf.split(x, sizes) for name, x in columns.items()}
+      # One function, traced once per chunk shape and called per chunk: the
+      # step then traces (and differentiates) one chunk's ops, not 32
+      # copies; Grappler inlines the calls, so the step runs the same ops.
+      one_chunk = tf.function(chunk_loss) if len(sizes) > 1 else chunk_loss
       return tf.add_n([
-          chunk_loss({name: parts[i] for name, parts in split.items()})
+          one_chunk({name: parts[i] for name, parts in split.items()})
           for i in range(len(sizes))])
     batch_size = tf.shape(queries)[0]
     num_chunks = (batch_size + chunk_size - 1) // chunk_size
