@@ -40,3 +40,22 @@ def test_live_line_shows_step_and_loss_then_the_epoch_line():
   final = text.split("\r")[-1]
   assert final.startswith("Epoch 1/1 - ") and final.endswith("\n")
   assert text.count("\n") == 1
+
+
+def _scalar_tags(log_dir):
+  tags = set()
+  for path in tf.io.gfile.glob(f"{log_dir}/train/events.out.tfevents.*"):
+    for record in tf.data.TFRecordDataset(path):
+      event = tf.compat.v1.Event.FromString(record.numpy())
+      tags.update(value.tag for value in event.summary.value)
+  return tags
+
+
+def test_tensorboard_writes_what_keras_s_callback_writes(tmp_path):
+  for update_freq in ("epoch", 1):
+    ours = tmp_path / f"ours-{update_freq}"
+    keras = tmp_path / f"keras-{update_freq}"
+    _fit(callbacks.TensorBoard(str(ours), update_freq=update_freq))
+    _fit(tf.keras.callbacks.TensorBoard(str(keras), update_freq=update_freq))
+    assert "epoch_loss" in _scalar_tags(ours)
+    assert _scalar_tags(ours) == _scalar_tags(keras)
