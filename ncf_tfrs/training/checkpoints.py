@@ -3,8 +3,9 @@
 A run's model directory holds config.json (the architecture), vocabulary/
 (the id tables), backup/ (what a killed run resumes from), checkpoints/ (the
 epochs validation may keep, or every epoch without validation, and `kept`:
-each task's weights from its best validation epoch) and validation.json. `load_trained` rebuilds the trained model from them, for
-the export command and for the chief of a distributed run.
+each task's weights from its best validation epoch) and validation.json.
+`load_trained` rebuilds the trained model from them, for the export command
+and for the chief of a distributed run.
 """
 
 from __future__ import annotations

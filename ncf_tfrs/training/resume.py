@@ -173,7 +173,7 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
       self._backup(epoch, self._steps_per_epoch - 1)
 
   def on_train_end(self, logs=None):
-    state = self._training_state  # pylint: disable=protected-access
+    state = self._training_state
     temporary = state.write_checkpoint_manager.directory
     if (state.write_checkpoint_manager is not state.read_checkpoint_manager
         and tf.io.gfile.exists(temporary)):

@@ -131,9 +131,9 @@ class EpochCheckpoints(tf.keras.callbacks.ModelCheckpoint):
   only when the epoch is some task's best so far, and not for the run's
   last epoch, whose weights the model still holds when training ends (the
   loop writes them as `kept`). Each checkpoint holds the weights and the
-  optimizer's slots, about half a second of every epoch end at ml-32m. A
-  distributed run, whose chief reloads the last epoch's checkpoint after
-  training, passes `write_last`.
+  optimizer's slots, written while nothing trains. A distributed run, whose
+  chief reloads the last epoch's checkpoint after training, passes
+  `write_last`.
   """
 
   def __init__(self, filepath: str, monitor: ValidationMonitor,
