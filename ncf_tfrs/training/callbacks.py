@@ -18,6 +18,14 @@ class NaNLossError(cli.CommandError, RuntimeError):
   """Training diverged."""
 
 
+def is_last_epoch(callback: tf.keras.callbacks.Callback, epoch: int) -> bool:
+  """Whether `epoch` (0-based), at its end, is the last that `callback`'s
+  `fit` runs: the last of its budget, or one after which a callback asked
+  training to stop. What the epoch-end writes skip when training ends there
+  (`resume.RunBackup`, `validation.EpochCheckpoints`)."""
+  return callback.model.stop_training or epoch + 1 >= callback.params["epochs"]
+
+
 class StopOnNaN(tf.keras.callbacks.Callback):
   """Stops training with a message that says what to change."""
 

@@ -26,6 +26,8 @@ from typing import Callable, Optional
 from absl import logging
 import tensorflow as tf
 
+from ncf_tfrs.training import callbacks
+
 PROGRESS_FILE = "progress.json"
 _CHIEF = "chief"  # Where BackupAndRestore keeps the chief's checkpoint.
 _EPOCH_KEY = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
@@ -165,7 +167,7 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
       self._backup(self._current_epoch, batch)
 
   def on_epoch_end(self, epoch, logs=None):
-    if self.model.stop_training or epoch + 1 >= self.params["epochs"]:
+    if callbacks.is_last_epoch(self, epoch):
       return  # `on_train_end` deletes the backup next.
     if self.save_freq == "epoch":
       super().on_epoch_end(epoch, logs)

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import tensorflow as tf
 
 from ncf_tfrs import model as model_lib
+from ncf_tfrs.training import callbacks
 
 HISTORY_FILE = "validation.json"
 
@@ -143,8 +144,8 @@ class EpochCheckpoints(tf.keras.callbacks.ModelCheckpoint):
     self._write_last = write_last
 
   def on_epoch_end(self, epoch, logs=None):
-    last = self.model.stop_training or epoch + 1 >= self.params["epochs"]
-    if self._write_last if last else self._monitor.best_so_far(epoch + 1):
+    if (self._write_last if callbacks.is_last_epoch(self, epoch)
+        else self._monitor.best_so_far(epoch + 1)):
       super().on_epoch_end(epoch, logs)
 
 
