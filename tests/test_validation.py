@@ -10,6 +10,8 @@ import tensorflow as tf
 
 from ncf_tfrs import features
 from ncf_tfrs import model as model_lib
+from ncf_tfrs.training import checkpoints
+from ncf_tfrs.training import resume
 from ncf_tfrs.training import validation
 
 WATCHED = [validation.Monitor("ranking", "ranking_auc"),
@@ -74,7 +76,8 @@ def test_a_resumed_run_remembers_the_epochs_before_the_kill(tmp_path):
     assert json.load(f)["history"] == second.history
 
 
-def test_each_task_gets_the_weights_of_its_own_kept_epoch(tmp_path):
+@pytest.mark.parametrize("kind", ["weights", "kept backup"])
+def test_each_task_gets_the_weights_of_its_own_kept_epoch(tmp_path, kind):
   users, movies = np.array([b"u0", b"u1"]), np.array([b"m0", b"m1", b"m2"])
   config = model_lib.ModelConfig(retrieval_embedding_dim=4,
                                  ncf_embedding_dim=2, ncf_mlp_layers=(4,))
@@ -91,7 +94,10 @@ def test_each_task_gets_the_weights_of_its_own_kept_epoch(tmp_path):
     for v in model.variables:
       v.assign(tf.fill(v.shape, tf.cast(epoch, v.dtype)))
     saved[epoch] = str(tmp_path / f"epoch-{epoch:03d}")
-    model.save_weights(saved[epoch])
+    if kind == "weights":
+      model.save_weights(saved[epoch])
+    else:  # As BackupAndRestore writes it.
+      tf.train.Checkpoint(model=model).write(saved[epoch])
 
   model = make()
   validation.restore_kept_weights(model, {"ranking": 2, "retrieval": 3},
@@ -104,30 +110,51 @@ def test_each_task_gets_the_weights_of_its_own_kept_epoch(tmp_path):
     np.testing.assert_array_equal(v.numpy(), np.full(v.shape, expected))
 
 
-@pytest.mark.parametrize("write_last", [False, True])
-def test_epoch_checkpoints_hold_the_epochs_that_may_be_kept(tmp_path,
-                                                            write_last):
+class _ScriptedValidation(tf.keras.callbacks.Callback):
+  """Gives each epoch's logs a validation AUC from a script, as Keras's own
+  validation would, and records the weights each epoch ended with."""
+
+  def __init__(self, aucs):
+    super().__init__()
+    self._aucs = aucs
+    self.weights = []
+
+  def on_epoch_end(self, epoch, logs=None):
+    logs["val_ranking_auc"] = self._aucs[epoch]
+    self.weights.append(self.model.get_weights())
+
+
+def test_the_backups_of_epochs_that_may_be_kept_are_kept(tmp_path):
+  # Best so far: epoch 1 (both tasks), 2 (AUC), 4 (recall), 5 (AUC, but the
+  # last, whose weights the model holds when training ends); epoch 3 beats
+  # neither.
+  aucs = [0.70, 0.80, 0.75, 0.79, 0.90]
+  recalls = iter([0.30, 0.20, 0.25, 0.35, 0.10])
+  scripted = _ScriptedValidation(aucs)
+  monitor = validation.ValidationMonitor(
+      lambda m: {"retrieval_recall_at_100": next(recalls)}, WATCHED,
+      patience=0, history_path=None)
+  kept = str(tmp_path / "checkpoints" / "epoch-{epoch:03d}")
+  backup = resume.RunBackup(
+      str(tmp_path / "backup"), None, steps_per_epoch=5, every_seconds=1e9,
+      keep=lambda e: (kept.format(epoch=e + 1)
+                      if monitor.best_so_far(e + 1) else None))
   model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
-  model.build((None, 2))
-  monitor = validation.ValidationMonitor(lambda m: {}, WATCHED, patience=0,
-                                         history_path=None)
-  saver = validation.EpochCheckpoints(str(tmp_path / "epoch-{epoch:03d}"),
-                                      monitor, write_last=write_last)
-  for callback in (monitor, saver):
-    callback.set_model(model)
-    callback.set_params({"epochs": 5})
-  monitor.on_train_begin()
-  # Best so far: epoch 1 (both tasks), 2 (AUC), 4 (recall), 5 (AUC, but
-  # the last); epoch 3 beats neither.
-  for epoch, (auc, recall) in enumerate(zip([0.70, 0.80, 0.75, 0.79, 0.90],
-                                            [0.30, 0.20, 0.25, 0.35, 0.10])):
-    monitor._list_metrics = lambda m, r=recall: {  # pylint: disable=protected-access
-        "retrieval_recall_at_100": r}
-    monitor.on_epoch_end(epoch, {"val_ranking_auc": auc})
-    saver.on_epoch_end(epoch, {})
-  written = sorted(p.name[:-len(".index")] for p in tmp_path.glob("*.index"))
-  assert written == ["epoch-001", "epoch-002", "epoch-004"] + (
-      ["epoch-005"] if write_last else [])
-  # The ranking keeps epoch 5, which the model holds when training ends.
+  model.compile(optimizer="sgd", loss="mse")
+  x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+  model.fit(x, x[:, :1], batch_size=4, epochs=5, verbose=0,
+            callbacks=[scripted, monitor, backup])
+
+  written = sorted(p.name[:-len(".index")]
+                   for p in (tmp_path / "checkpoints").glob("*.index"))
+  assert written == ["epoch-001", "epoch-002", "epoch-004"]
   assert validation.best_epochs(monitor.history, WATCHED) == {
       "ranking": 5, "retrieval": 4}
+  # Each holds its epoch's weights, though later backups replaced the one
+  # it was kept from.
+  for epoch in (1, 2, 4):
+    restored = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+    restored.build((None, 3))
+    checkpoints.read_weights(restored, kept.format(epoch=epoch))
+    for got, want in zip(restored.get_weights(), scripted.weights[epoch - 1]):
+      np.testing.assert_array_equal(got, want)

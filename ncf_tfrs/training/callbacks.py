@@ -22,7 +22,7 @@ def is_last_epoch(callback: tf.keras.callbacks.Callback, epoch: int) -> bool:
   """Whether `epoch` (0-based), at its end, is the last that `callback`'s
   `fit` runs: the last of its budget, or one after which a callback asked
   training to stop. What the epoch-end writes skip when training ends there
-  (`resume.RunBackup`, `validation.EpochCheckpoints`)."""
+  (`resume.RunBackup`, `validation.LastEpochCheckpoint`)."""
   return callback.model.stop_training or epoch + 1 >= callback.params["epochs"]
 
 

@@ -6,6 +6,11 @@ epochs validation may keep, or every epoch without validation, and `kept`:
 each task's weights from its best validation epoch) and validation.json.
 `load_trained` rebuilds the trained model from them, for the export command
 and for the chief of a distributed run.
+
+An epoch validation may keep is the backup taken at its end, kept under
+checkpoints/ (`keep_backup`): the epoch's state is written once. Such a
+checkpoint holds the model under `model/`, as `BackupAndRestore` writes it;
+`read_weights` reads either kind.
 """
 
 from __future__ import annotations
@@ -73,6 +78,37 @@ def empty_model(vocabulary: data_lib.Vocabulary,
   return model
 
 
+def keep_backup(backup: str, target: str) -> None:
+  """Keeps the checkpoint `backup` (a path prefix) as `target` as well.
+
+  Backups are deleted when the next one is written; the kept files stay. On
+  a local file system they are hard links, which cost nothing; elsewhere
+  (gs://, ...) copies.
+  """
+  tf.io.gfile.makedirs(os.path.dirname(target))
+  for source in tf.io.gfile.glob(backup + ".*"):
+    copy = target + source[len(backup):]
+    if tf.io.gfile.exists(copy):
+      tf.io.gfile.remove(copy)  # A resumed run keeps its epoch again.
+    if "://" in source:
+      tf.io.gfile.copy(source, copy)
+    else:
+      os.link(source, copy)
+
+
+_BACKUP_ROOT = "model"  # Where `BackupAndRestore` checkpoints the model.
+
+
+def read_weights(model: model_lib.RecommenderModel, path: str) -> None:
+  """Reads `model`'s weights from `path`: a `save_weights` checkpoint or a
+  kept backup (`keep_backup`)."""
+  roots = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+  if _BACKUP_ROOT in roots:
+    tf.train.Checkpoint(**{_BACKUP_ROOT: model}).read(path).expect_partial()
+  else:
+    model.load_weights(path).expect_partial()
+
+
 def latest_checkpoint(model_dir: str) -> str:
   """The weights training kept (or, before it finished, its newest epoch)."""
   directory = os.path.join(model_dir, CHECKPOINT_DIR)
@@ -99,5 +135,5 @@ def load_trained(model_dir: str) -> tuple[model_lib.RecommenderModel,
   vocabulary = data_lib.Vocabulary.load(
       os.path.join(model_dir, VOCABULARY_DIR))
   model = empty_model(vocabulary, cfg.model)
-  model.load_weights(latest_checkpoint(model_dir)).expect_partial()
+  read_weights(model, latest_checkpoint(model_dir))
   return model, vocabulary, cfg

@@ -197,7 +197,13 @@ def run(cfg: config_lib.ExperimentConfig,
   backup_every = None if backup_steps is None else -(
       -min(backup_steps, steps_per_epoch) // cfg.train.steps_per_execution)
   epoch_checkpoints = os.path.join(model_dir, checkpoints.CHECKPOINT_DIR,
-                                   "epoch-{epoch:03d}")
+                                   "epoch-{epoch:03d}")  # 1-based, as Keras's.
+
+  def kept_backup(epoch: int) -> Optional[str]:  # 0-based, at its end.
+    if not monitor.best_so_far(epoch + 1):
+      return None
+    return epoch_checkpoints.format(epoch=epoch + 1)
+
   epoch_timer = callbacks_lib.EpochTimer(progress.epoch_seconds,
                                          progress.epoch_losses,
                                          progress.epoch_boundary_seconds)
@@ -223,15 +229,16 @@ def run(cfg: config_lib.ExperimentConfig,
       callbacks_lib.ProgressLog(cfg.train.epochs, steps_per_epoch,
                                 live=sys.stdout.isatty()),
       callbacks_lib.TensorBoard(os.path.join(model_dir, checkpoints.LOG_DIR)),
-      validation.EpochCheckpoints(epoch_checkpoints, monitor,
-                                  write_last=distributed)
-      if monitor else tf.keras.callbacks.ModelCheckpoint(
-          epoch_checkpoints, save_weights_only=True),
+      *([validation.LastEpochCheckpoint(epoch_checkpoints)]
+        if monitor and distributed else []),
+      *([] if monitor else [tf.keras.callbacks.ModelCheckpoint(
+          epoch_checkpoints, save_weights_only=True)]),
       # Last: its epoch-end backup follows the other callbacks' epoch ends.
       resume.RunBackup(backup_dir,
                        "epoch" if parameter_server else backup_every,
                        steps_per_epoch, progress_at if chief else None,
-                       every_seconds=cfg.train.checkpoint_every_seconds),
+                       every_seconds=cfg.train.checkpoint_every_seconds,
+                       keep=kept_backup if monitor else None),
   ]
   start = time.perf_counter()
   history = model.fit(
@@ -265,8 +272,7 @@ def run(cfg: config_lib.ExperimentConfig,
     last = len(monitor.history) and monitor.history[-1]["epoch"]
     validation.restore_kept_weights(
         model, {task: e for task, e in kept.items() if e != last},
-        lambda epoch: os.path.join(model_dir, checkpoints.CHECKPOINT_DIR,
-                                   f"epoch-{epoch:03d}"),
+        lambda epoch: epoch_checkpoints.format(epoch=epoch),
         lambda: checkpoints.empty_model(vocabulary, cfg.model))
     model.save_weights(os.path.join(model_dir, checkpoints.CHECKPOINT_DIR,
                                     checkpoints.KEPT_CHECKPOINT))

@@ -27,6 +27,7 @@ from absl import logging
 import tensorflow as tf
 
 from ncf_tfrs.training import callbacks
+from ncf_tfrs.training import checkpoints
 
 PROGRESS_FILE = "progress.json"
 _CHIEF = "chief"  # Where BackupAndRestore keeps the chief's checkpoint.
@@ -136,14 +137,17 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
     `every_seconds` after the last one;
   - the last epoch's end takes none: training ends there, and Keras deletes
     the backup when it does (a kill in between resumes from the backup
-    before, and runs the last epoch again).
+    before, and runs the last epoch again);
+  - the chief keeps the backup of an epoch's end where `keep` says (the
+    epochs validation may keep): that epoch's weights are not written twice.
   Place it last among the callbacks.
   """
 
   def __init__(self, backup_dir: str, save_freq: int | str | None,
                steps_per_epoch: int,
                progress: Optional[Callable[[int], RunProgress]] = None,
-               every_seconds: float = 60.0):
+               every_seconds: float = 60.0,
+               keep: Optional[Callable[[int], Optional[str]]] = None):
     # By time: Keras's own count of executions never reaches its frequency.
     super().__init__(backup_dir,
                      save_freq=sys.maxsize if save_freq is None else save_freq)
@@ -152,6 +156,7 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
     self._progress = progress
     self._every_seconds = every_seconds if save_freq is None else None
     self._last_backup = time.monotonic()
+    self._keep = keep
 
   def on_train_begin(self, logs=None):
     super().on_train_begin(logs)
@@ -173,6 +178,12 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
       super().on_epoch_end(epoch, logs)
     else:
       self._backup(epoch, self._steps_per_epoch - 1)
+    target = self._keep and self._keep(epoch)
+    state = self._training_state
+    # A non-chief worker's backup is a scratch copy, already removed.
+    if target and state.write_checkpoint_manager is state.read_checkpoint_manager:
+      checkpoints.keep_backup(state.write_checkpoint_manager.latest_checkpoint,
+                              target)
 
   def on_train_end(self, logs=None):
     state = self._training_state

@@ -11,8 +11,9 @@ has improved for `patience` epochs.
 
 The two tasks share no variables, so each keeps its own best epoch: the NCF
 scorer the epoch of best validation AUC, the retrieval towers the epoch of
-best validation recall@K. `EpochCheckpoints` writes the weights of each
-epoch that may be kept, and `restore_kept_weights` assembles the tasks' kept
+best validation recall@K. The backup taken at the end of each epoch that
+may be kept (`ValidationMonitor.best_so_far`) is kept under checkpoints/
+(`resume.RunBackup`), and `restore_kept_weights` assembles the tasks' kept
 epochs from them at the end; the test split is then scored once.
 """
 
@@ -27,6 +28,7 @@ import tensorflow as tf
 
 from ncf_tfrs import model as model_lib
 from ncf_tfrs.training import callbacks
+from ncf_tfrs.training import checkpoints
 
 HISTORY_FILE = "validation.json"
 
@@ -125,27 +127,19 @@ class ValidationMonitor(tf.keras.callbacks.Callback):
     return epoch in best_epochs(self.history, self._watched).values()
 
 
-class EpochCheckpoints(tf.keras.callbacks.ModelCheckpoint):
-  """The per-epoch weights `restore_kept_weights` may read, and no others.
+class LastEpochCheckpoint(tf.keras.callbacks.ModelCheckpoint):
+  """The last epoch's weights, for a distributed run's chief, which reloads
+  them on one device after training (`checkpoints.load_trained`).
 
-  Placed after the `ValidationMonitor`, it writes an epoch's checkpoint
-  only when the epoch is some task's best so far, and not for the run's
-  last epoch, whose weights the model still holds when training ends (the
-  loop writes them as `kept`). Each checkpoint holds the weights and the
-  optimizer's slots, written while nothing trains. A distributed run, whose
-  chief reloads the last epoch's checkpoint after training, passes
-  `write_last`.
+  A run on one device needs none: its model still holds them, and the loop
+  writes them as `kept`.
   """
 
-  def __init__(self, filepath: str, monitor: ValidationMonitor,
-               write_last: bool = False):
+  def __init__(self, filepath: str):
     super().__init__(filepath, save_weights_only=True)
-    self._monitor = monitor
-    self._write_last = write_last
 
   def on_epoch_end(self, epoch, logs=None):
-    if (self._write_last if callbacks.is_last_epoch(self, epoch)
-        else self._monitor.best_so_far(epoch + 1)):
+    if callbacks.is_last_epoch(self, epoch):
       super().on_epoch_end(epoch, logs)
 
 
@@ -167,13 +161,14 @@ def restore_kept_weights(model: model_lib.RecommenderModel,
   Args:
     model: the trained model, on one device.
     epochs: task -> kept epoch (1-based), from `best_epochs`.
-    checkpoint_path: epoch -> that epoch's weights checkpoint.
+    checkpoint_path: epoch -> that epoch's checkpoint (a kept backup or
+      weights).
     make_model: builds an empty model of the same architecture, into which
       a kept epoch's checkpoint is read.
   """
   for task, epoch in epochs.items():
     kept = make_model()
-    kept.load_weights(checkpoint_path(epoch)).expect_partial()
+    checkpoints.read_weights(kept, checkpoint_path(epoch))
     for target, source in zip(_task_variables(model, task),
                               _task_variables(kept, task)):
       target.assign(source)
