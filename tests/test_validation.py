@@ -1,6 +1,7 @@
 """Validation decides the epochs kept: early stopping, per-task best epochs, resume."""
 
 import json
+import os
 
 import ncf_tfrs  # noqa: F401  (must precede TensorFlow: selects tf-keras)
 
@@ -158,3 +159,23 @@ def test_the_backups_of_epochs_that_may_be_kept_are_kept(tmp_path):
     checkpoints.read_weights(restored, kept.format(epoch=epoch))
     for got, want in zip(restored.get_weights(), scripted.weights[epoch - 1]):
       np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_a_kept_backup_outlives_the_backup(tmp_path, monkeypatch, links):
+  # Hard links where the file system has them; copies where it has not.
+  if not links:
+    def no_links(source, target):
+      raise OSError(f"no hard links: {source} -> {target}")
+    monkeypatch.setattr(os, "link", no_links)
+  base = str(tmp_path)
+  model = tf.keras.Sequential([tf.keras.layers.Dense(2)])
+  model.build((None, 3))
+  backup = tf.train.Checkpoint(model=model).write(f"{base}/backup/ckpt-1")
+  checkpoints.keep_backup(backup, f"{base}/checkpoints/epoch-001")
+  tf.io.gfile.rmtree(f"{base}/backup")  # As the next backup would.
+  restored = tf.keras.Sequential([tf.keras.layers.Dense(2)])
+  restored.build((None, 3))
+  checkpoints.read_weights(restored, f"{base}/checkpoints/epoch-001")
+  for got, want in zip(restored.get_weights(), model.get_weights()):
+    np.testing.assert_array_equal(got, want)

@@ -83,17 +83,20 @@ def keep_backup(backup: str, target: str) -> None:
 
   Backups are deleted when the next one is written; the kept files stay. On
   a local file system they are hard links, which cost nothing; elsewhere
-  (gs://, ...) copies.
+  (gs://, or where links fail) copies.
   """
   tf.io.gfile.makedirs(os.path.dirname(target))
   for source in tf.io.gfile.glob(backup + ".*"):
     copy = target + source[len(backup):]
     if tf.io.gfile.exists(copy):
       tf.io.gfile.remove(copy)  # A resumed run keeps its epoch again.
-    if "://" in source:
-      tf.io.gfile.copy(source, copy)
-    else:
-      os.link(source, copy)
+    if "://" not in source:
+      try:
+        os.link(source, copy)
+        continue
+      except OSError:  # No hard links here (another device, some mounts).
+        pass
+    tf.io.gfile.copy(source, copy)
 
 
 _BACKUP_ROOT = "model"  # Where `BackupAndRestore` checkpoints the model.

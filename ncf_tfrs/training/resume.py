@@ -179,11 +179,10 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
     else:
       self._backup(epoch, self._steps_per_epoch - 1)
     target = self._keep and self._keep(epoch)
-    state = self._training_state
+    manager = self._training_state.write_checkpoint_manager
     # A non-chief worker's backup is a scratch copy, already removed.
-    if target and state.write_checkpoint_manager is state.read_checkpoint_manager:
-      checkpoints.keep_backup(state.write_checkpoint_manager.latest_checkpoint,
-                              target)
+    if target and manager is self._training_state.read_checkpoint_manager:
+      checkpoints.keep_backup(manager.latest_checkpoint, target)
 
   def on_train_end(self, logs=None):
     state = self._training_state
