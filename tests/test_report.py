@@ -74,6 +74,15 @@ def train_doc(dataset="synthetic-32m", oracle=True):
                         "popularity_liked_recall_at_10": 0.14,
                         "popularity_liked_ndcg_at_10": 0.21,
                         "eval_users": 10000, "liked_eval_users": 9500}},
+          # The same command on the data written as its CSV release.
+          "product_csv": {
+              "recipe": "product_csv",
+              "flagfile": "configs/synthetic-32m.flags",
+              "train_ratings": 25600163, "epochs_run": 3,
+              "train_seconds": 590.0, "wall_seconds": 590.0,
+              "train_ratings_per_s": 130000.0, "peak_rss_gib": 6.1,
+              "test": {"ranking_auc": 0.8411, "ranking_accuracy": 0.78,
+                       "ranking_log_loss": 0.46}},
           # The same command with curve points, for the figure only.
           "product_curve": {
               "recipe": "product_curve",
@@ -302,6 +311,12 @@ def test_report_tables_labels_checks_and_plots(tmp_path):
                "0.9"].endswith("| met |")
   assert lines["train command, whole run, ratings/s vs notebook windows × "
                "35"].endswith("| **NOT met** |")
+  # On the CSV release: 130k < 0.9 x 150,123 not met.
+  assert lines["train command on the CSV release, whole run, ratings/s vs "
+               "joint windows × 0.9"].endswith(
+                   "| 130,000 | ≥ 135,111 | **NOT met** |")
+  assert "| the same, read from the CSV release `configs/synthetic-32m." \
+      "flags` | 25,600,163 |" in text
   assert lines["longest pause between epochs (s)"].endswith(
       "| 12.5 | ≤ 10.0 | **NOT met** |")
   # The CSV release's prepare: 3.0 s <= 90 met; 2.5x > 2x pandas not.
@@ -342,6 +357,7 @@ def test_report_tables_labels_checks_and_plots(tmp_path):
 def test_missing_sections_are_named_and_real_data_has_no_oracle(tmp_path):
   doc = train_doc(dataset="32m", oracle=False)
   del doc["stages"]["tutorial"], doc["throughput"]
+  del doc["stages"]["product_csv"]  # An optional stage: no rows without it.
   del doc["targets"]["peak_rss_gib"]
   inputs = _write(tmp_path, train=doc) + [str(tmp_path / "bench_data.json")]
   files = report.build_report(inputs, str(tmp_path / "out"))
@@ -354,6 +370,7 @@ def test_missing_sections_are_named_and_real_data_has_no_oracle(tmp_path):
   assert "- training: no throughput section" in text
   assert "| n/a (no oracle: real data) |" in text
   assert "n/a (no throughput section)" in text
+  assert "train command on the CSV release" not in text
   assert "| product peak RSS (GiB) | 6.00 | – | n/a (no target in the JSON) |" in (
       text)
   assert {os.path.basename(p) for p in files.images} == {

@@ -51,7 +51,8 @@ _DATA_DIR = flags.DEFINE_string(
 _MANUAL_DIR = flags.DEFINE_string(
     "manual_dir", None, "Folder holding a real release's official archive "
     "(the .zip or its extracted folder), read offline as the train command's "
-    "--manual_dir does.")
+    "--manual_dir does. Train suite: where the product_csv stage finds (or "
+    "writes) the synthetic config's CSV release.")
 _SEEDS = flags.DEFINE_list(
     "seeds", ["42"], "quality suite: seeds of the splits and runs.")
 _NOTEBOOK_EPOCHS = flags.DEFINE_integer(
@@ -168,7 +169,8 @@ def _suite(name: str) -> dict[str, object]:
     report = train_suite.run_suite(
         dataset, _DATA_DIR.value, _WORK_DIR.value, _PRODUCT_FLAGFILE.value,
         _TUTORIAL_FLAGFILE.value, _TRAIN_STAGES.value, _REUSE.value,
-        _EVAL_EVERY_STEPS.value, _REPEATS.value, _WINDOW_STEPS.value)
+        _EVAL_EVERY_STEPS.value, _REPEATS.value, _WINDOW_STEPS.value,
+        _MANUAL_DIR.value)
     train_suite.print_table(report)
     return report
   if name == "serving":

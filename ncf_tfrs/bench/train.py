@@ -8,7 +8,10 @@ same split and the same held-out sample for their learning curves.
 - `notebook_stage`: the notebook's recipe (`ncf_tfrs.bench.baseline`), one
   epoch.
 - the product: the `ncf_tfrs.train` command on a flagfile's settings, whose
-  metrics.json carries its own learning curve (`train_command`).
+  metrics.json carries its own learning curve (`train_command`); with the
+  `product_csv` stage, also as a user of a real release runs it: the same
+  data written as that release's CSV archive (synthetic-32m as ml-32m) and
+  read through `--manual_dir`.
 - `throughput_stage`: ratings/s of short, repeated training windows of the
   joint model, the ranking task alone and the notebook recipe, interleaved
   (so their ratios hold on a shared machine) between two worker processes
@@ -34,6 +37,7 @@ import tensorflow as tf
 from ncf_tfrs import data as data_lib
 from ncf_tfrs import model as model_lib
 from ncf_tfrs.bench import baseline
+from ncf_tfrs.bench import data as bench_data
 from ncf_tfrs.bench import process
 from ncf_tfrs.training import callbacks
 from ncf_tfrs.training import evaluation
@@ -273,7 +277,8 @@ TARGETS = {
     "whole_run_vs_windows": 0.9, "whole_run_vs_notebook_windows": 35,
     "epoch_boundary_seconds": 10,
 }
-STAGES = ("notebook", "product", "product_curve", "tutorial", "throughput")
+STAGES = ("notebook", "product", "product_curve", "product_csv", "tutorial",
+          "throughput")
 
 
 def train_command(name: str, flagfile: str, dataset: str, data_dir: str,
@@ -296,14 +301,32 @@ def train_command(name: str, flagfile: str, dataset: str, data_dir: str,
   return result
 
 
+def csv_archive(dataset: str, data_dir: str, manual_dir: str) -> str:
+  """The release `dataset` is written as, in `manual_dir`: written there
+  (in a fresh process) unless its ratings.csv already is. Returns the
+  release's config name (synthetic-32m: 32m)."""
+  if dataset not in bench_data.CSV_RELEASES:
+    raise ValueError(f"product_csv: no CSV release for {dataset!r}; known: "
+                     f"{sorted(bench_data.CSV_RELEASES)}.")
+  release = bench_data.CSV_RELEASES[dataset]
+  if not os.path.exists(os.path.join(manual_dir, f"ml-{release}",
+                                     "ratings.csv")):
+    process.run_stage("write_csv", dataset, data_dir,
+                      f"--manual_dir={manual_dir}")
+  return release
+
+
 def run_suite(dataset: str, data_dir: str | None, work_dir: str | None,
               product_flagfile: str, tutorial_flagfile: str,
               stages: list[str], reuse: bool, eval_every_steps: int,
-              repeats: int, window_steps: int) -> dict[str, object]:
+              repeats: int, window_steps: int,
+              manual_dir: str | None = None) -> dict[str, object]:
   """The train suite on one split of `dataset`; stage results in work_dir.
 
   Each stage runs in a fresh process; with `reuse`, a stage whose result is
-  already in work_dir is read back instead of run again.
+  already in work_dir is read back instead of run again. `product_csv`
+  reads the CSV archive in `manual_dir` (default: work_dir/manual, written
+  on first use) and prepares it into data_dir on its first run.
   """
   unknown = sorted(set(stages) - set(STAGES))
   if unknown:
@@ -331,6 +354,13 @@ def run_suite(dataset: str, data_dir: str | None, work_dir: str | None,
         # training steps after them too (not only by their own time).
         result = train_command("product", product_flagfile, dataset,
                                data_dir, work_dir, 0)
+      elif stage == "product_csv":
+        archive = manual_dir or os.path.join(work_dir, "manual")
+        result = train_command(
+            "product_csv", product_flagfile,
+            csv_archive(dataset, data_dir, archive),
+            data_dir, work_dir, 0, f"--manual_dir={archive}",
+            "--download=false")
       elif stage == "product_curve":
         result = train_command("product_curve", product_flagfile, dataset,
                                data_dir, work_dir, eval_every_steps)
@@ -373,13 +403,15 @@ def print_table(report: dict[str, object]) -> None:
     o = report["oracle"]
     print(f"oracle | - | - | {o['auc']:.4f} | {o['accuracy']:.4f} | "
           f"{o['log_loss']:.4f} | - | -")
-  product = stages.get("product")
-  if product:
-    print("\nthe train command, whole run (metrics.json): "
-          f"{product['train_ratings_per_s']:,.0f} ratings/s; epochs (s): "
-          + ", ".join(f"{s:.0f}" for s in product.get("epoch_seconds", []))
-          + "; pauses between epochs (s): " + ", ".join(
-              f"{s:.1f}" for s in product.get("epoch_boundary_seconds", [])))
+  for name, source in (("product", ""), ("product_csv", ", the CSV release")):
+    product = stages.get(name)
+    if product:
+      print(f"\nthe train command{source}, whole run (metrics.json): "
+            f"{product['train_ratings_per_s']:,.0f} ratings/s; epochs (s): "
+            + ", ".join(f"{s:.0f}" for s in product.get("epoch_seconds", []))
+            + "; pauses between epochs (s): " + ", ".join(
+                f"{s:.1f}" for s in product.get("epoch_boundary_seconds",
+                                                [])))
   if "throughput" in report:
     t = report["throughput"]
     print("\nthroughput, ratings/s (median [min, max] of "
