@@ -46,3 +46,19 @@ def test_a_failing_worker_names_its_command_and_error(data_dir, tmp_path):
     train_suite.throughput_stage("synthetic-small", data_dir,
                                  str(tmp_path / "missing.json"), repeats=1,
                                  window_steps=4)
+
+
+def test_the_csv_release_is_written_once_and_unknown_configs_say_so(
+    tmp_path):
+  manual = tmp_path / "manual"
+  assert train_suite.csv_archive("synthetic-small", str(tmp_path / "tfds"),
+                                 str(manual)) == "latest-small"
+  ratings = manual / "ml-latest-small" / "ratings.csv"
+  assert ratings.read_text().startswith("userId,movieId,rating,timestamp\n")
+  ratings.write_text("userId,movieId,rating,timestamp\n1,1,4.0,0\n")
+  # Present: read as it is, not written again.
+  train_suite.csv_archive("synthetic-small", str(tmp_path / "tfds"),
+                          str(manual))
+  assert ratings.read_text().count("\n") == 2
+  with pytest.raises(ValueError, match="no CSV release for 'ml-1m-like'"):
+    train_suite.csv_archive("ml-1m-like", str(tmp_path), str(manual))
