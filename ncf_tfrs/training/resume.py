@@ -179,23 +179,27 @@ class RunBackup(tf.keras.callbacks.BackupAndRestore):
     else:
       self._backup(epoch, self._steps_per_epoch - 1)
     target = self._keep and self._keep(epoch)
-    manager = self._training_state.write_checkpoint_manager
-    # A non-chief worker's backup is a scratch copy, already removed.
-    if target and manager is self._training_state.read_checkpoint_manager:
-      checkpoints.keep_backup(manager.latest_checkpoint, target)
+    if target and not self._writes_scratch_copy():  # Already removed if so.
+      checkpoints.keep_backup(
+          self._training_state.write_checkpoint_manager.latest_checkpoint,
+          target)
 
   def on_train_end(self, logs=None):
-    state = self._training_state
-    temporary = state.write_checkpoint_manager.directory
-    if (state.write_checkpoint_manager is not state.read_checkpoint_manager
-        and tf.io.gfile.exists(temporary)):
-      # A non-chief worker's scratch copy, which each of its backups removes
-      # and the last epoch (taking none) would leave.
+    temporary = self._training_state.write_checkpoint_manager.directory
+    if self._writes_scratch_copy() and tf.io.gfile.exists(temporary):
+      # Each backup removes its scratch copy; the last epoch takes none.
       tf.io.gfile.rmtree(temporary)
     super().on_train_end(logs)
     path = os.path.join(self._backup_dir, PROGRESS_FILE)
     if self._progress and tf.io.gfile.exists(path):
       tf.io.gfile.remove(path)
+
+  def _writes_scratch_copy(self) -> bool:
+    """Whether this worker's backups are scratch copies (a non-chief worker
+    of a multi-worker run backs up with the others, into a directory that
+    Keras removes after each backup)."""
+    state = self._training_state
+    return state.write_checkpoint_manager is not state.read_checkpoint_manager
 
   def _backup(self, epoch, batch=0):
     by_epoch = self.save_freq == "epoch"
